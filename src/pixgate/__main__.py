@@ -1,0 +1,3 @@
+from pixgate.cli import main
+
+main()

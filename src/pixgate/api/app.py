@@ -1,0 +1,93 @@
+"""The FastAPI application: routers, error rendering and the lifespan that starts the
+core (migrations, worker, housekeeping) and stops it gracefully."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pixgate import __version__
+from pixgate.api import files, ops
+from pixgate.api.context import language, request_id
+from pixgate.api.dialects import openai
+from pixgate.api.middleware import RequestContextMiddleware
+from pixgate.errors import PixgateError
+from pixgate.service import Pixgate
+from pixgate.settings import Settings
+
+log = structlog.get_logger("pixgate.api")
+
+ErrorRenderer = Callable[[PixgateError, str], Response]
+
+# Path prefix -> the dialect that renders errors there. Longest prefix wins; OpenAI's shape
+# is the default for everything else.
+ERROR_RENDERERS: dict[str, ErrorRenderer] = {"/": openai.render_error}
+
+
+def render(request: Request, err: PixgateError) -> Response:
+    path = request.url.path
+    prefix = max((p for p in ERROR_RENDERERS if path.startswith(p)), key=len)
+    return ERROR_RENDERERS[prefix](err, language(request))
+
+
+def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
+    core = Pixgate(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if start_core:
+            await core.start()
+        log.info("pixgate ready", models=core.catalog.names(), demo=settings.demo)
+        try:
+            yield
+        finally:
+            if start_core:
+                await core.stop()
+
+    app = FastAPI(
+        title="pixgate",
+        version=__version__,
+        description="Self-hosted image-generation API (OpenAI / SiliconFlow wire format).",
+        lifespan=lifespan,
+    )
+    app.state.pixgate = core
+
+    @app.exception_handler(PixgateError)
+    async def _pixgate_error(request: Request, exc: PixgateError) -> Response:
+        return render(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"][1:]) or "query"
+        detail = first.get("msg", "invalid")
+        return render(
+            request,
+            PixgateError(
+                "invalid_value", param=field, args_={"detail": detail, "detail_zh": detail}
+            ),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            err = PixgateError("method_not_allowed", args_={"method": request.method})
+        else:
+            err = PixgateError("not_found", args_={"path": request.url.path})
+        return render(request, err)
+
+    def _crash_response(request: Request) -> Response:
+        rid = request_id(request) or "-"
+        return render(request, PixgateError("internal_error", args_={"request_id": rid}))
+
+    app.include_router(openai.router)
+    app.include_router(files.router)
+    app.include_router(ops.router)
+    app.add_middleware(RequestContextMiddleware, metrics=core.metrics, on_crash=_crash_response)
+    return app

@@ -1,0 +1,34 @@
+"""Per-request helpers shared by routers: the core object, the client's language, the
+request id and the public base URL for links."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from pixgate.errors import pick_language
+from pixgate.service import Pixgate
+
+
+def core(request: Request) -> Pixgate:
+    return request.app.state.pixgate
+
+
+def language(request: Request) -> str:
+    return pick_language(request.headers.get("accept-language"))
+
+
+def request_id(request: Request) -> str | None:
+    return request.scope.get("pixgate.request_id")
+
+
+def public_base(request: Request) -> str:
+    configured = core(request).settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

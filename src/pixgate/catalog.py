@@ -1,0 +1,175 @@
+"""The model catalog: what names clients may send, where their weights come from,
+their price and their limits."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pixgate.money import to_minor
+
+SourceKind = Literal["builtin", "local", "hub"]
+
+# Sizes promised by the seed documents.
+SILICONFLOW_SIZES = ["1024x1024", "512x1024", "768x512", "768x1024", "1024x576", "576x1024"]
+YUECHENG_SIZES = ["1024x1024", "960x1280", "768x1024", "720x1280", "720x1440"]
+TINY_SD_SIZES = sorted(
+    {"256x256", "512x512", "768x768", *SILICONFLOW_SIZES, *YUECHENG_SIZES},
+    key=lambda s: tuple(int(p) for p in s.split("x")),
+)
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """'1024x768' -> (1024, 768). Raises ValueError on anything else."""
+    parts = size.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"size must look like WIDTHxHEIGHT, got {size!r}")
+    return int(parts[0]), int(parts[1])
+
+
+class ModelSpec(BaseModel):
+    """One `[[models]]` entry of the config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    source: str = Field(
+        description="builtin:<name>, a local directory, or a Hugging Face hub id (org/name)."
+    )
+    price: Decimal = Field(default=Decimal(0), ge=0, description="Currency per image.")
+    sizes: list[str] = Field(default_factory=lambda: list(TINY_SD_SIZES))
+    default_size: str = "1024x1024"
+    max_steps: int = Field(default=100, ge=1, le=1000)
+    default_steps: int = Field(default=20, ge=1)
+    max_images: int = Field(default=4, ge=1, le=16)
+    description: str = ""
+    demo: bool = Field(
+        default=False, description="Set by demo mode: a seed name served by random weights."
+    )
+
+    @field_validator("sizes")
+    @classmethod
+    def _valid_sizes(cls, sizes: list[str]) -> list[str]:
+        if not sizes:
+            raise ValueError("sizes must not be empty")
+        for s in sizes:
+            w, h = parse_size(s)
+            if w % 8 or h % 8 or not (64 <= w <= 4096 and 64 <= h <= 4096):
+                raise ValueError(f"size {s} must be multiples of 8 between 64 and 4096")
+        return sizes
+
+    @field_validator("price")
+    @classmethod
+    def _exact_price(cls, price: Decimal) -> Decimal:
+        to_minor(price)
+        return price
+
+    @model_validator(mode="after")
+    def _defaults_in_range(self) -> ModelSpec:
+        if self.default_size not in self.sizes:
+            raise ValueError(f"default_size {self.default_size} is not one of sizes")
+        if self.default_steps > self.max_steps:
+            raise ValueError("default_steps must not exceed max_steps")
+        return self
+
+    @property
+    def price_minor(self) -> int:
+        return to_minor(self.price)
+
+    @property
+    def source_kind(self) -> SourceKind:
+        if self.source.startswith("builtin:"):
+            return "builtin"
+        if self.source.startswith(("/", "./", "../", "~")) or self.source.startswith("file:"):
+            return "local"
+        return "hub"
+
+
+TINY_SD = ModelSpec(
+    name="tiny-sd",
+    source="builtin:tiny-sd",
+    sizes=TINY_SD_SIZES,
+    default_size="512x512",
+    description="Stable Diffusion architecture with small random weights: draws noise. "
+    "For trying the API and for tests.",
+)
+
+# The seed model names with their real weights. Yuecheng-VisGen has no public weights, so it
+# only exists in demo mode or when an operator maps it to a source of their own.
+REAL_SEED_MODELS = [
+    ModelSpec(
+        name="FLUX.1-schnell",
+        source="black-forest-labs/FLUX.1-schnell",
+        sizes=SILICONFLOW_SIZES,
+        description="FLUX.1 [schnell] from the Hugging Face hub.",
+    ),
+    ModelSpec(
+        name="stable-diffusion-3-5-large",
+        source="stabilityai/stable-diffusion-3.5-large",
+        sizes=SILICONFLOW_SIZES,
+        description="Stable Diffusion 3.5 Large from the Hugging Face hub.",
+    ),
+]
+
+_DEMO_NOTE = "DEMO: served by builtin:tiny-sd (random weights, images are noise)."
+DEMO_SEED_MODELS = [
+    ModelSpec(
+        name="FLUX.1-schnell",
+        source="builtin:tiny-sd",
+        sizes=SILICONFLOW_SIZES,
+        description=_DEMO_NOTE,
+        demo=True,
+    ),
+    ModelSpec(
+        name="stable-diffusion-3-5-large",
+        source="builtin:tiny-sd",
+        sizes=SILICONFLOW_SIZES,
+        description=_DEMO_NOTE,
+        demo=True,
+    ),
+    ModelSpec(
+        name="Yuecheng-VisGen/VisGen",
+        source="builtin:tiny-sd",
+        sizes=YUECHENG_SIZES,
+        price=Decimal("0.2"),
+        description=_DEMO_NOTE,
+        demo=True,
+    ),
+]
+
+
+class Catalog:
+    """Lookup of models by the name clients send."""
+
+    def __init__(self, models: list[ModelSpec], default: str | None = None):
+        self._models = {m.name: m for m in models}
+        if default is not None and default not in self._models:
+            raise ValueError(f"default_model {default!r} is not in the catalog")
+        self._default = default
+
+    @classmethod
+    def build(cls, configured: list[ModelSpec], demo: bool, default: str | None = None) -> Catalog:
+        """Configured models win; with none configured, serve tiny-sd and the seed names
+        (demo builds in demo mode, real hub sources otherwise)."""
+        models = list(configured) or [TINY_SD, *([] if demo else REAL_SEED_MODELS)]
+        if demo:
+            names = {m.name for m in models}
+            models += [m for m in DEMO_SEED_MODELS if m.name not in names]
+        return cls(models, default)
+
+    def get(self, name: str) -> ModelSpec | None:
+        return self._models.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def __iter__(self):
+        return iter(self._models.values())
+
+    def default(self) -> ModelSpec:
+        """The model used when a request names none: `default_model`, else seed 001's
+        default FLUX.1-schnell when served, else the first configured model."""
+        name = self._default or ("FLUX.1-schnell" if "FLUX.1-schnell" in self._models else None)
+        return self._models[name] if name else next(iter(self._models.values()))

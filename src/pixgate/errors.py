@@ -1,0 +1,143 @@
+"""The one internal error type. Each dialect renders it in its own wire shape.
+
+Messages exist in English and Chinese; `Accept-Language` picks one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# code -> (HTTP status, English template, Chinese template)
+_MESSAGES: dict[str, tuple[int, str, str]] = {
+    "invalid_value": (
+        400,
+        "Invalid value for '{param}': {detail}",
+        "参数 '{param}' 无效:{detail_zh}",
+    ),
+    "missing_field": (400, "Missing required field '{param}'.", "缺少必填参数 '{param}'。"),
+    "unknown_parameter": (
+        400,
+        "Unknown parameter '{param}'.",
+        "未知参数 '{param}'。",
+    ),
+    "invalid_json": (
+        400,
+        "Request body is not valid JSON: {detail}",
+        "请求体不是有效的 JSON:{detail}",
+    ),
+    "conflicting_values": (
+        400,
+        "'{param}' and '{other}' disagree ({detail}); send one of them.",
+        "参数 '{param}' 与 '{other}' 冲突({detail}),请只传其中一个。",
+    ),
+    "missing_api_key": (
+        401,
+        "No API key provided. Send 'Authorization: Bearer <key>'.",
+        "未提供 API 密钥,请使用 'Authorization: Bearer <key>'。",
+    ),
+    "invalid_api_key": (401, "Invalid API key.", "API 密钥无效或不存在。"),
+    "key_disabled": (403, "This API key has been revoked.", "该 API 密钥已被禁用。"),
+    "model_not_found": (
+        404,
+        "Model '{model}' does not exist. Available models: {available}.",
+        "模型 '{model}' 不存在。可用模型:{available}。",
+    ),
+    "not_found": (404, "Not found: {path}", "资源不存在:{path}"),
+    "method_not_allowed": (
+        405,
+        "Method {method} is not allowed here.",
+        "此处不允许 {method} 方法。",
+    ),
+    "url_invalid": (
+        403,
+        "This image URL is invalid or has expired (links last {ttl} seconds).",
+        "图片链接无效或已过期(链接有效期 {ttl} 秒)。",
+    ),
+    "image_cap_reached": (
+        429,
+        "This API key's image limit is reached: {used} of {cap} images used, "
+        "{requested} requested.",
+        "该 API 密钥的图片数量已达上限:已用 {used} / {cap} 张,本次请求 {requested} 张。",
+    ),
+    "queue_full": (
+        503,
+        "The server is busy ({depth} jobs queued). Retry after {retry_after} seconds.",
+        "服务繁忙(队列中有 {depth} 个任务),请 {retry_after} 秒后重试。",
+    ),
+    "model_unavailable": (
+        503,
+        "Model '{model}' could not be loaded: {detail}",
+        "模型 '{model}' 无法加载:{detail}",
+    ),
+    "shutting_down": (503, "The server is shutting down.", "服务正在关闭。"),
+    "generation_timeout": (
+        504,
+        "Generation did not finish within {timeout} seconds; nothing was charged.",
+        "生成未在 {timeout} 秒内完成,本次不计费。",
+    ),
+    "generation_failed": (
+        500,
+        "Image generation failed; nothing was charged. Request id {request_id}.",
+        "图片生成失败,本次不计费。请求编号 {request_id}。",
+    ),
+    "internal_error": (
+        500,
+        "Internal server error. Request id {request_id}.",
+        "服务器内部错误。请求编号 {request_id}。",
+    ),
+}
+
+
+@dataclass
+class PixgateError(Exception):
+    """An error with a stable `code`, an HTTP status, and the field it concerns."""
+
+    code: str
+    param: str | None = None
+    args_: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.code not in _MESSAGES:
+            raise KeyError(f"unknown error code {self.code}")
+        super().__init__(self.message("en"))
+
+    @property
+    def status(self) -> int:
+        return _MESSAGES[self.code][0]
+
+    def message(self, lang: str = "en") -> str:
+        _, en, zh = _MESSAGES[self.code]
+        template = zh if lang == "zh" else en
+        values = {"param": self.param, **self.args_}
+        try:
+            return template.format(**values)
+        except KeyError:  # a template value nobody supplied: still say something useful
+            return en.split("{")[0].strip() or self.code
+
+
+def invalid(param: str, detail: str, detail_zh: str | None = None) -> PixgateError:
+    """A 400 naming `param`; `detail` says what is allowed (English, optional Chinese)."""
+    return PixgateError(
+        "invalid_value", param=param, args_={"detail": detail, "detail_zh": detail_zh or detail}
+    )
+
+
+def pick_language(accept_language: str | None) -> str:
+    """'zh-CN,zh;q=0.9,en;q=0.8' -> 'zh'. English unless Chinese ranks first."""
+    if not accept_language:
+        return "en"
+    best, best_q = "en", -1.0
+    for part in accept_language.split(","):
+        lang, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        primary = lang.strip().lower().split("-")[0]
+        if primary in ("zh", "en") and q > best_q:
+            best, best_q = primary, q
+    return best

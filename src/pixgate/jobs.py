@@ -1,0 +1,251 @@
+"""The job queue: a table that is both the queue and the record of every request.
+
+Every state change is a conditional UPDATE (`WHERE status = ... AND worker_id = ...`), so a
+job is settled at most once even when a lease lapses, a client times out, or two workers
+race; the usage change rides in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from pixgate import billing
+from pixgate.catalog import ModelSpec
+from pixgate.db import Database, Job, utcnow
+from pixgate.errors import PixgateError
+from pixgate.request import GenerationRequest
+
+
+@dataclass(frozen=True)
+class SettleOutcome:
+    settled: bool  # False when the job was no longer ours (timed out, reaped)
+
+
+class JobQueue:
+    def __init__(self, db: Database, max_queue: int):
+        self.db = db
+        self.max_queue = max_queue
+        self._done: dict[str, asyncio.Event] = {}
+        # Jobs finished by someone other than their worker (timeout): the local worker
+        # checks this at every step and stops.
+        self.cancelled: set[str] = set()
+        self.wakeup = asyncio.Event()  # set on enqueue so a local worker claims at once
+
+    # --- admission -------------------------------------------------------------------
+    async def enqueue(
+        self, req: GenerationRequest, spec: ModelSpec, key_id: str | None, request_id: str | None
+    ) -> str:
+        """Reserve usage and insert the job in one transaction."""
+        job_id = uuid.uuid4().hex
+        async with self.db.write() as s:
+            depth = await s.scalar(
+                select(func.count()).select_from(Job).where(Job.status == "queued")
+            )
+            if depth >= self.max_queue:
+                raise PixgateError(
+                    "queue_full",
+                    args_={"depth": depth, "retry_after": 5},
+                    headers={"Retry-After": "5"},
+                )
+            if key_id is not None:
+                await billing.reserve(s, key_id, req.n)
+            s.add(
+                Job(
+                    id=job_id,
+                    key_id=key_id,
+                    request_id=request_id,
+                    model=spec.name,
+                    kind=req.kind,
+                    status="queued",
+                    request=req.model_dump(mode="json"),
+                    n=req.n,
+                    seed=req.seed,
+                    price_minor=spec.price_minor,
+                    cost_minor=0,
+                    n_succeeded=0,
+                    attempts=0,
+                    created_at=utcnow(),
+                )
+            )
+        self.wakeup.set()
+        return job_id
+
+    # --- workers ---------------------------------------------------------------------
+    async def claim(self, worker_id: str, lease_seconds: float) -> Job | None:
+        """Take the oldest queued job (FOR UPDATE SKIP LOCKED on PostgreSQL; the write
+        transaction serializes this on SQLite)."""
+        oldest = (
+            select(Job.id)
+            .where(Job.status == "queued")
+            .order_by(Job.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        now = utcnow()
+        async with self.db.write() as s:
+            job = await s.scalar(
+                update(Job)
+                .where(Job.id == oldest, Job.status == "queued")
+                .values(
+                    status="running",
+                    worker_id=worker_id,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    started_at=now,
+                    attempts=Job.attempts + 1,
+                )
+                .returning(Job)
+            )
+        return job
+
+    async def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> bool:
+        async with self.db.write() as s:
+            result = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
+                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+            )
+        return result.rowcount == 1
+
+    async def succeed(
+        self, job: Job, worker_id: str, images: list[dict[str, Any]], inference_seconds: float
+    ) -> SettleOutcome:
+        """Mark the job done and charge its successful images, in one transaction."""
+        ok = len(images)
+        async with self.db.write() as s:
+            result = await s.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
+                .values(
+                    status="succeeded" if ok else "failed",
+                    images=images,
+                    n_succeeded=ok,
+                    cost_minor=ok * job.price_minor,
+                    inference_seconds=inference_seconds,
+                    finished_at=utcnow(),
+                    lease_until=None,
+                )
+            )
+            if result.rowcount != 1:
+                return SettleOutcome(False)
+            await billing.settle(s, job.key_id, reserved=job.n, succeeded=ok)
+        self._notify(job.id)
+        return SettleOutcome(True)
+
+    async def fail(
+        self,
+        job_id: str,
+        code: str,
+        message: str,
+        worker_id: str | None = None,
+        statuses: tuple[str, ...] = ("running",),
+    ) -> SettleOutcome:
+        """Finish the job as failed and release its whole reservation (nothing charged)."""
+        conditions = [Job.id == job_id, Job.status.in_(statuses)]
+        if worker_id is not None:
+            conditions.append(Job.worker_id == worker_id)
+        async with self.db.write() as s:
+            job = await s.scalar(
+                update(Job)
+                .where(*conditions)
+                .values(
+                    status="failed",
+                    error_code=code,
+                    error_message=message[:2000],
+                    finished_at=utcnow(),
+                    lease_until=None,
+                )
+                .returning(Job)
+            )
+            if job is None:
+                return SettleOutcome(False)
+            await billing.settle(s, job.key_id, reserved=job.n, succeeded=0)
+        if worker_id is None and job.worker_id is not None:
+            self.cancelled.add(job_id)
+        self._notify(job_id)
+        return SettleOutcome(True)
+
+    async def requeue(self, job_id: str, worker_id: str) -> bool:
+        """Give a running job back to the queue (graceful shutdown)."""
+        async with self.db.write() as s:
+            result = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
+                .values(status="queued", worker_id=None, lease_until=None, started_at=None)
+            )
+        if result.rowcount:
+            self.wakeup.set()
+        return result.rowcount == 1
+
+    async def reap_lapsed(self, max_attempts: int) -> tuple[int, int]:
+        """Jobs whose worker stopped renewing: requeue them, or fail and release them after
+        `max_attempts`. Returns (requeued, failed)."""
+        now = utcnow()
+        async with self.db.read() as s:
+            lapsed = (
+                await s.execute(
+                    select(Job.id, Job.attempts, Job.worker_id).where(
+                        Job.status == "running", Job.lease_until < now
+                    )
+                )
+            ).all()
+        requeued = failed = 0
+        for job_id, attempts, worker_id in lapsed:
+            if attempts >= max_attempts:
+                message = f"worker {worker_id} stopped after {attempts} attempts"
+                if (await self.fail(job_id, "worker_lost", message, worker_id=worker_id)).settled:
+                    failed += 1
+            else:
+                async with self.db.write() as s:
+                    result = await s.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.status == "running", Job.lease_until < now)
+                        .values(status="queued", worker_id=None, lease_until=None)
+                    )
+                requeued += result.rowcount
+        if requeued:
+            self.wakeup.set()
+        return requeued, failed
+
+    # --- clients ---------------------------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        async with self.db.read() as s:
+            return await s.get(Job, job_id)
+
+    async def wait(self, job_id: str, timeout: float, poll: float = 0.5) -> Job | None:
+        """Wait until the job finishes or `timeout` passes. A local worker wakes us at
+        once; a worker in another process is noticed by polling the row."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        event = self._done.setdefault(job_id, asyncio.Event())
+        try:
+            while True:
+                job = await self.get(job_id)
+                if job is None or job.finished:
+                    return job
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return job
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout=min(poll, remaining))
+        finally:
+            self._done.pop(job_id, None)
+
+    async def depth(self) -> int:
+        async with self.db.read() as s:
+            return (
+                await s.scalar(select(func.count()).select_from(Job).where(Job.status == "queued"))
+                or 0
+            )
+
+    def _notify(self, job_id: str) -> None:
+        event = self._done.get(job_id)
+        if event is not None:
+            event.set()

@@ -1,0 +1,160 @@
+"""The core every dialect talks to: authenticate, resolve a model, submit a request and
+wait for its job. Dialects never touch the database, the engine or billing directly."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+
+from pixgate import keys
+from pixgate.catalog import Catalog, ModelSpec
+from pixgate.db import ApiKey, Database, Job
+from pixgate.errors import PixgateError
+from pixgate.jobs import JobQueue
+from pixgate.metrics import Metrics
+from pixgate.request import GenerationRequest
+from pixgate.settings import Settings
+from pixgate.storage import LocalStorage, load_or_create_secret
+
+log = structlog.get_logger("pixgate.service")
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    path: str
+    expires: int
+    seed: int
+    format: str
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    job_id: str
+    seed: int
+    inference_seconds: float
+    images: list[GeneratedImage]
+
+
+class Pixgate:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.catalog = Catalog.build(settings.models, settings.demo, settings.default_model)
+        self.db = Database(settings.db_url)
+        self.metrics = Metrics()
+        secret = (
+            settings.signing_secret.encode()
+            if settings.signing_secret
+            else load_or_create_secret(settings.data_dir)
+        )
+        self.storage = LocalStorage(settings.files_dir, secret, settings.url_ttl_seconds)
+        self.queue = JobQueue(self.db, settings.max_queue)
+        self.worker = None
+        self._background: list[asyncio.Task] = []
+        self.accepting = False
+
+    async def start(self, with_worker: bool | None = None) -> None:
+        await self.db.migrate()
+        if with_worker if with_worker is not None else self.settings.run_workers:
+            from pixgate.worker import Worker
+
+            self.worker = Worker(
+                self.settings, self.catalog, self.queue, self.storage, self.metrics
+            )
+            self.worker.start()
+        self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self.accepting = True
+
+    async def stop(self) -> None:
+        self.accepting = False
+        if self.worker is not None:
+            await self.worker.stop(self.settings.shutdown_grace_seconds)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.db.dispose()
+
+    async def _housekeeping(self) -> None:
+        """Sweep expired files and rescue jobs whose worker vanished."""
+        while True:
+            try:
+                removed = await asyncio.to_thread(self.storage.sweep)
+                requeued, failed = await self.queue.reap_lapsed(self.settings.max_attempts)
+                if removed or requeued or failed:
+                    log.info(
+                        "housekeeping",
+                        files_removed=removed,
+                        jobs_requeued=requeued,
+                        jobs_failed=failed,
+                    )
+            except Exception:
+                log.exception("housekeeping failed")
+            await asyncio.sleep(self.settings.sweep_interval_seconds)
+
+    # --- what dialects call ------------------------------------------------------------
+    async def authenticate(self, raw_key: str | None) -> ApiKey:
+        return await keys.authenticate(self.db, raw_key)
+
+    def model(self, name: str) -> ModelSpec:
+        spec = self.catalog.get(name)
+        if spec is None:
+            raise PixgateError(
+                "model_not_found",
+                param="model",
+                args_={"model": name, "available": ", ".join(self.catalog.names())},
+            )
+        return spec
+
+    def default_model(self) -> ModelSpec:
+        return self.catalog.default()
+
+    async def generate(
+        self, key: ApiKey, req: GenerationRequest, request_id: str | None = None
+    ) -> GenerationResult:
+        """Admit, queue and wait for the job; raise PixgateError on any failure."""
+        if not self.accepting:
+            raise PixgateError("shutting_down", headers={"Retry-After": "5"})
+        spec = self.model(req.model)
+        job_id = await self.queue.enqueue(req, spec, key.id, request_id)
+        timeout = self.settings.generation_timeout_seconds
+        job = await self.queue.wait(job_id, timeout, poll=self.settings.worker_poll_seconds)
+        if job is not None and not job.finished:
+            await self.queue.fail(
+                job_id,
+                "generation_timeout",
+                f"exceeded {timeout:g} s",
+                statuses=("queued", "running"),
+            )
+            job = await self.queue.get(job_id)
+        assert job is not None
+        self.metrics.jobs_finished.labels(model=job.model, status=job.status).inc()
+        if job.status != "succeeded":
+            raise self._job_error(job, request_id)
+        return _result(job)
+
+    def _job_error(self, job: Job, request_id: str | None) -> PixgateError:
+        code = job.error_code or "generation_failed"
+        if code == "generation_timeout":
+            timeout = f"{self.settings.generation_timeout_seconds:g}"
+            return PixgateError(code, args_={"timeout": timeout})
+        if code in ("model_unavailable", "model_not_found"):
+            return PixgateError(
+                "model_unavailable",
+                param="model",
+                args_={
+                    "model": job.model,
+                    "detail": job.error_message or "",
+                    "detail_zh": job.error_message or "",
+                },
+                headers={"Retry-After": "30"},
+            )
+        return PixgateError("generation_failed", args_={"request_id": request_id or job.id})
+
+
+def _result(job: Job) -> GenerationResult:
+    images = [
+        GeneratedImage(path=i["path"], expires=i["expires"], seed=i["seed"], format=i["format"])
+        for i in job.images or []
+    ]
+    return GenerationResult(job.id, job.seed, job.inference_seconds or 0.0, images)

@@ -1,0 +1,124 @@
+"""Server settings: one pydantic-settings class, fed by init values, `PIXGATE_*` env vars
+and an optional TOML config file (in that order of precedence)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from pixgate.catalog import ModelSpec
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("PIXGATE_DATA_DIR", "./pixgate-data"))
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Env vars use the `PIXGATE_` prefix
+    (`PIXGATE_DATABASE_URL`, `PIXGATE_URL_TTL_SECONDS`, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="PIXGATE_", extra="forbid")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default is SQLite in the data dir. "
+        "Use postgresql+asyncpg://... for the scaled deployment.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = Field(
+        default=None, description="Base URL used in image links; default: the request's own."
+    )
+
+    demo: bool = Field(
+        default=False,
+        description="Serve the seed model names from builtin:tiny-sd (random weights, noise).",
+    )
+    models: list[ModelSpec] = Field(default_factory=list)
+    default_model: str | None = Field(
+        default=None, description="Model used when a request names none."
+    )
+    signing_secret: str | None = Field(
+        default=None,
+        description="HMAC secret for image URLs; default: one generated in the data dir. "
+        "Every API node of a scaled deployment must share it.",
+    )
+
+    url_ttl_seconds: int = Field(default=3600, ge=1, description="Signed image URL lifetime.")
+    sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    png_compress_level: int = Field(default=1, ge=0, le=9)
+
+    max_queue: int = Field(default=64, ge=1, description="Queued jobs beyond which we answer 503.")
+    generation_timeout_seconds: float = Field(default=300.0, gt=0)
+    run_workers: bool = Field(default=True, description="Run a worker inside `pixgate serve`.")
+    worker_poll_seconds: float = Field(default=0.5, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=2, ge=1)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    max_loaded_pipelines: int = Field(default=2, ge=1)
+    torch_threads: int | None = Field(default=None, ge=1)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model names in [[models]]: {', '.join(dupes)}")
+        return models
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'pixgate.db').resolve()}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from `overrides` > env > TOML file > defaults.
+
+    The config file may also come from `PIXGATE_CONFIG`. Unset overrides (None) are ignored
+    so CLI options only win when given.
+    """
+    path = config_file or os.environ.get("PIXGATE_CONFIG")
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    values = {k: v for k, v in overrides.items() if v is not None}
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+            return tuple(sources)
+
+    return _FileSettings(**values)

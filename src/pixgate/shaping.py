@@ -1,0 +1,81 @@
+"""Fit a dialect's parsed fields to a model's limits and defaults, producing the internal
+GenerationRequest. Shared by every dialect so limits are enforced the same everywhere;
+dialects pass their own field names so errors name what the client sent."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from pixgate.catalog import ModelSpec, parse_size
+from pixgate.errors import invalid
+from pixgate.request import MAX_SEED, GenerationRequest, OutputFormat
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    size: str = "size"
+    n: str = "n"
+    steps: str = "num_inference_steps"
+
+
+def random_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def shape_txt2img(
+    spec: ModelSpec,
+    *,
+    prompt: str,
+    negative_prompt: str | None = None,
+    size: str | None = None,
+    n: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    seed: int | None = None,
+    output_format: OutputFormat = "png",
+    output_compression: int | None = None,
+    prompt_enhancement: bool = False,
+    user: str | None = None,
+    names: FieldNames = FieldNames(),
+) -> GenerationRequest:
+    size = spec.default_size if size in (None, "auto") else size.lower()
+    if size not in spec.sizes:
+        allowed = ", ".join(spec.sizes)
+        raise invalid(
+            names.size,
+            f"{size} is not offered by model {spec.name}; allowed sizes: {allowed}",
+            f"模型 {spec.name} 不支持 {size},可选尺寸:{allowed}",
+        )
+    width, height = parse_size(size)
+    n = 1 if n is None else n
+    if not 1 <= n <= spec.max_images:
+        raise invalid(
+            names.n,
+            f"must be an integer between 1 and {spec.max_images} for model {spec.name} (got {n})",
+            f"模型 {spec.name} 的取值范围为 1 到 {spec.max_images}(收到 {n})",
+        )
+    steps = spec.default_steps if steps is None else steps
+    if not 1 <= steps <= spec.max_steps:
+        raise invalid(
+            names.steps,
+            f"must be an integer between 1 and {spec.max_steps} for model {spec.name} "
+            f"(got {steps})",
+            f"模型 {spec.name} 的取值范围为 1 到 {spec.max_steps}(收到 {steps})",
+        )
+    return GenerationRequest(
+        kind="txt2img",
+        model=spec.name,
+        prompt=prompt,
+        negative_prompt=negative_prompt or None,
+        width=width,
+        height=height,
+        n=n,
+        seed=random_seed() if seed is None else seed,
+        steps=steps,
+        guidance=7.5 if guidance is None else guidance,
+        output_format=output_format,
+        output_compression=output_compression,
+        prompt_enhancement=prompt_enhancement,
+        user=user,
+    )

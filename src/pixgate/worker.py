@@ -1,0 +1,195 @@
+"""The worker: claims jobs, runs the engine on its own thread (never the event loop),
+stores the images and settles the job.
+
+It runs inside `pixgate serve` (embedded) or alone as `pixgate worker` on a GPU machine
+pointed at the same database (scaled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from pixgate.catalog import Catalog
+from pixgate.db import Job
+from pixgate.jobs import JobQueue
+from pixgate.metrics import Metrics
+from pixgate.request import GenerationRequest
+from pixgate.settings import Settings
+from pixgate.storage import LocalStorage, encode_image
+
+if TYPE_CHECKING:
+    from pixgate.engine.diffusion import DiffusersEngine
+
+log = structlog.get_logger("pixgate.worker")
+
+
+class JobCancelled(Exception):
+    """Raised from the step callback to stop a generation early."""
+
+
+def make_engine(settings: Settings) -> DiffusersEngine:
+    """Import the engine lazily: only workers pay for torch and diffusers."""
+    from pixgate.engine.diffusion import DiffusersEngine
+    from pixgate.engine.loader import PipelineCache
+
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    return DiffusersEngine(PipelineCache(settings.models_dir, settings.max_loaded_pipelines))
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        queue: JobQueue,
+        storage: LocalStorage,
+        metrics: Metrics,
+        engine: DiffusersEngine | None = None,
+    ):
+        self.settings = settings
+        self.catalog = catalog
+        self.queue = queue
+        self.storage = storage
+        self.metrics = metrics
+        self.engine = engine
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixgate-engine")
+        self._stopping = False
+        self._abort = False
+        self._task: asyncio.Task | None = None
+        self._current: Job | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="pixgate-worker")
+
+    async def run(self) -> None:
+        if self.engine is None:
+            loop = asyncio.get_running_loop()
+            self.engine = await loop.run_in_executor(self._executor, make_engine, self.settings)
+        log.info("worker started", worker_id=self.id)
+        while not self._stopping:
+            try:
+                job = await self.queue.claim(self.id, self.settings.lease_seconds)
+            except Exception:
+                log.exception("claim failed")
+                await asyncio.sleep(self.settings.worker_poll_seconds)
+                continue
+            if job is None:
+                self.queue.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self.queue.wakeup.wait(), timeout=self.settings.worker_poll_seconds
+                    )
+                continue
+            self._current = job
+            try:
+                await self.process(job)
+            except Exception:  # never let one job kill the worker
+                log.exception("job crashed", job_id=job.id)
+                await self.queue.fail(job.id, "generation_failed", "internal error", self.id)
+            finally:
+                self._current = None
+
+    async def process(self, job: Job) -> None:
+        from pixgate.engine.loader import ModelLoadError
+
+        log_ = log.bind(job_id=job.id, request_id=job.request_id, model=job.model)
+        spec = self.catalog.get(job.model)
+        if spec is None:
+            await self.queue.fail(job.id, "model_not_found", f"model {job.model} removed", self.id)
+            return
+        req = GenerationRequest.model_validate(job.request)
+        renewer = asyncio.create_task(self._renew(job.id))
+        loop = asyncio.get_running_loop()
+
+        def on_step(_step: int, _total: int) -> None:
+            if self._abort or job.id in self.queue.cancelled:
+                raise JobCancelled
+
+        try:
+            result = await loop.run_in_executor(
+                self._executor, self.engine.generate, req, spec, on_step
+            )
+            images = await loop.run_in_executor(
+                self._executor, self._store, job.id, req, result.images
+            )
+        except JobCancelled:
+            if self._abort and await self.queue.requeue(job.id, self.id):
+                log_.info("job requeued at shutdown")
+            return
+        except ModelLoadError as exc:
+            log_.warning("model unavailable", error=str(exc))
+            await self.queue.fail(job.id, "model_unavailable", str(exc), self.id)
+            return
+        except Exception as exc:
+            log_.exception("generation failed")
+            await self.queue.fail(job.id, "generation_failed", f"{type(exc).__name__}", self.id)
+            return
+        finally:
+            renewer.cancel()
+            self.queue.cancelled.discard(job.id)
+        outcome = await self.queue.succeed(job, self.id, images, result.inference_seconds)
+        if outcome.settled:
+            self.metrics.images_generated.labels(model=job.model).inc(len(images))
+            log_.info("job succeeded", images=len(images), seconds=result.inference_seconds)
+        else:  # timed out or reaped meanwhile: nobody will be billed for or see these files
+            for image in images:
+                (self.storage.root / image["path"]).unlink(missing_ok=True)
+            log_.info("job result discarded: job no longer held by this worker")
+
+    def _store(self, job_id: str, req: GenerationRequest, pil_images: list[Any]) -> list[dict]:
+        stored = []
+        for i, (image, seed) in enumerate(zip(pil_images, req.image_seeds(), strict=True)):
+            data = encode_image(
+                image, req.output_format, self.settings.png_compress_level, req.output_compression
+            )
+            ext = "jpg" if req.output_format == "jpeg" else req.output_format
+            file = self.storage.save(f"{job_id}-{i}.{ext}", data)
+            stored.append(
+                {
+                    "path": file.path,
+                    "expires": file.expires,
+                    "seed": seed,
+                    "format": req.output_format,
+                    "bytes": len(data),
+                }
+            )
+        return stored
+
+    async def _renew(self, job_id: str) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not await self.queue.renew(job_id, self.id, self.settings.lease_seconds):
+                self.queue.cancelled.add(job_id)  # someone else owns it now: stop early
+                return
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let the running job finish within `grace` seconds, else stop it
+        at its next step and put it back in the queue."""
+        self._stopping = True
+        self.queue.wakeup.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
+        except TimeoutError:
+            self._abort = True
+            await self._task
+        self._executor.shutdown(wait=True)
+        log.info("worker stopped", worker_id=self.id)
