@@ -55,6 +55,7 @@ class Pixgate:
         self.accepting = False
 
     async def start(self, with_worker: bool | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
         await self.db.migrate()
         if with_worker if with_worker is not None else self.settings.run_workers:
             from pixgate.worker import Worker

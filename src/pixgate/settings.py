@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=2, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    models_path: Path | None = Field(
+        default=None,
+        description="Where builtin builds and hub downloads are cached; default <data_dir>/models.",
+    )
+    preload: bool = Field(default=True, description="Load builtin models when a worker starts.")
     max_loaded_pipelines: int = Field(default=2, ge=1)
     torch_threads: int | None = Field(default=None, ge=1)
 
@@ -92,7 +97,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.models_path or self.data_dir / "models"
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -69,6 +69,7 @@ class Worker:
         self._abort = False
         self._task: asyncio.Task | None = None
         self._current: Job | None = None
+        self.ready = False  # engine made and models preloaded
 
     @property
     def alive(self) -> bool:
@@ -78,9 +79,12 @@ class Worker:
         self._task = asyncio.create_task(self.run(), name="pixgate-worker")
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         if self.engine is None:
-            loop = asyncio.get_running_loop()
             self.engine = await loop.run_in_executor(self._executor, make_engine, self.settings)
+        if self.settings.preload:
+            await loop.run_in_executor(self._executor, self._preload)
+        self.ready = True
         log.info("worker started", worker_id=self.id)
         while not self._stopping:
             try:
@@ -151,6 +155,15 @@ class Worker:
             for image in images:
                 (self.storage.root / image["path"]).unlink(missing_ok=True)
             log_.info("job result discarded: job no longer held by this worker")
+
+    def _preload(self) -> None:
+        """Build/load builtin models up front so the first request does not pay for it."""
+        for spec in self.catalog:
+            if spec.source_kind == "builtin":
+                try:
+                    self.engine.cache.get(spec)
+                except Exception as exc:  # reported again, per job, if it persists
+                    log.warning("preload failed", model=spec.name, error=str(exc))
 
     def _store(self, job_id: str, req: GenerationRequest, pil_images: list[Any]) -> list[dict]:
         stored = []

@@ -1,0 +1,151 @@
+"""Test fixtures: real pixgate servers on loopback ports, in threads of this process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from pixgate import keys
+from pixgate.api.app import create_app
+from pixgate.db import Database
+from pixgate.settings import Settings, load_settings
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    settings: Settings
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    app: object
+
+    @property
+    def core(self):
+        return self.app.state.pixgate
+
+    def client(self, key: str | None = None, headers: dict | None = None) -> httpx.Client:
+        merged = {"Authorization": f"Bearer {key}"} if key else {}
+        merged.update(headers or {})
+        return httpx.Client(base_url=self.url, headers=merged, timeout=120)
+
+    def create_key(self, images: int | None = None, prefix: str = "sk-") -> str:
+        return asyncio.run(_create_key(self.settings, images, prefix))
+
+    def key_row(self, raw: str):
+        return asyncio.run(_key_row(self.settings, raw))
+
+    def server_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the server runs on (to call the core from a test)."""
+        return self.core.loop
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "server did not stop"
+
+
+async def _create_key(settings: Settings, images: int | None, prefix: str) -> str:
+    db = Database(settings.db_url)
+    try:
+        await db.migrate()
+        return (await keys.create_key(db, image_cap=images, prefix=prefix)).key
+    finally:
+        await db.dispose()
+
+
+async def _key_row(settings: Settings, raw: str):
+    db = Database(settings.db_url)
+    try:
+        return await keys.authenticate(db, raw)
+    finally:
+        await db.dispose()
+
+
+def start_server(settings: Settings, wait_ready: bool = True) -> RunningServer:
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
+                            lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True, name="uvicorn")
+    thread.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("server failed to start")
+        time.sleep(0.02)
+    running = RunningServer(settings, url, server, thread, app)
+    if wait_ready:  # the worker has preloaded its models
+        while time.monotonic() < deadline:
+            worker = running.core.worker
+            if worker is None or worker.ready:
+                break
+            time.sleep(0.05)
+    return running
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """One builtin build shared by every test (the build is deterministic)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture
+def make_settings(tmp_path, models_dir) -> Callable[..., Settings]:
+    def make(**overrides) -> Settings:
+        values = dict(
+            data_dir=tmp_path / "data",
+            models_path=models_dir,
+            port=free_port(),
+            demo=True,
+            log_json=True,
+            log_level="WARNING",
+            sweep_interval_seconds=3600,
+        )
+        values.update(overrides)
+        return load_settings(None, **values)
+
+    return make
+
+
+@pytest.fixture
+def make_server(make_settings) -> Iterator[Callable[..., RunningServer]]:
+    started: list[RunningServer] = []
+
+    def make(**overrides) -> RunningServer:
+        running = start_server(make_settings(**overrides))
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        if running.thread.is_alive():
+            running.stop()
+
+
+@pytest.fixture
+def server(make_server) -> RunningServer:
+    return make_server()
+
+
+@pytest.fixture
+def key(server) -> str:
+    return server.create_key()
