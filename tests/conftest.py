@@ -81,8 +81,9 @@ async def _key_row(settings: Settings, raw: str):
 
 def start_server(settings: Settings, wait_ready: bool = True) -> RunningServer:
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                            lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True, name="uvicorn")
     thread.start()

@@ -57,8 +57,9 @@ def test_400_missing_prompt_and_bad_json(server, key):
     with server.client(key) as c:
         err = _err(c.post(GEN, json={"model": "tiny-sd"}), 400)
         assert err["param"] == "prompt" and err["code"] == "missing_field"
-        err = _err(c.post(GEN, content=b"{not json", headers={"content-type": "application/json"}),
-                   400)
+        err = _err(
+            c.post(GEN, content=b"{not json", headers={"content-type": "application/json"}), 400
+        )
         assert err["code"] == "invalid_json"
         err = _err(c.post(GEN, json=[1, 2]), 400)
         assert "JSON object" in err["message"]

@@ -45,8 +45,9 @@ def test_omitted_seed_is_random_returned_and_reproducible(server, key):
         assert 0 <= first["seed"] <= 9_999_999_999
         assert first["seed"] != second["seed"]
         again = c.post(GEN, json={**BASE, "seed": first["seed"]}).json()
-        assert np.array_equal(_pixels(c, first["images"][0]["url"]),
-                              _pixels(c, again["images"][0]["url"]))
+        assert np.array_equal(
+            _pixels(c, first["images"][0]["url"]), _pixels(c, again["images"][0]["url"])
+        )
 
 
 def test_large_seed_values_work(server, key):
@@ -62,8 +63,9 @@ def test_healthz_fast_and_second_request_served_while_generating(server, key):
 
     def run_long():
         with server.client(key) as c:
-            long_job["r"] = c.post(GEN, json={**BASE, "size": "1024x1024",
-                                              "num_inference_steps": 12})
+            long_job["r"] = c.post(
+                GEN, json={**BASE, "size": "1024x1024", "num_inference_steps": 12}
+            )
 
     t = threading.Thread(target=run_long)
     t.start()

@@ -17,8 +17,12 @@ def sdk(server, key) -> openai.OpenAI:
 
 
 def test_generate_url_then_download(sdk):
-    result = sdk.images.generate(model="tiny-sd", prompt="a lighthouse", size="256x256",
-                                 extra_body={"num_inference_steps": 2})
+    result = sdk.images.generate(
+        model="tiny-sd",
+        prompt="a lighthouse",
+        size="256x256",
+        extra_body={"num_inference_steps": 2},
+    )
     assert len(result.data) == 1
     url = result.data[0].url
     assert url and "/files/" in url and "expires=" in url and "sig=" in url
@@ -30,9 +34,15 @@ def test_generate_url_then_download(sdk):
 
 
 def test_generate_b64_json_with_n_and_jpeg(sdk):
-    result = sdk.images.generate(model="tiny-sd", prompt="two boats", size="256x256", n=2,
-                                 response_format="b64_json", output_format="jpeg",
-                                 extra_body={"num_inference_steps": 2})
+    result = sdk.images.generate(
+        model="tiny-sd",
+        prompt="two boats",
+        size="256x256",
+        n=2,
+        response_format="b64_json",
+        output_format="jpeg",
+        extra_body={"num_inference_steps": 2},
+    )
     assert len(result.data) == 2
     for item in result.data:
         raw = base64.b64decode(item.b64_json)
@@ -43,11 +53,20 @@ def test_generate_b64_json_with_n_and_jpeg(sdk):
 def test_siliconflow_shape_fields(server, key):
     """seed 001's request fields and response fields, from a plain HTTP client."""
     with server.client(key) as c:
-        r = c.post("/v1/images/generations", json={
-            "model": "FLUX.1-schnell", "prompt": "an island near sea", "image_size": "768x512",
-            "batch_size": 2, "seed": 123, "num_inference_steps": 2, "guidance_scale": 5,
-            "negative_prompt": "blurry", "prompt_enhancement": True,
-        })
+        r = c.post(
+            "/v1/images/generations",
+            json={
+                "model": "FLUX.1-schnell",
+                "prompt": "an island near sea",
+                "image_size": "768x512",
+                "batch_size": 2,
+                "seed": 123,
+                "num_inference_steps": 2,
+                "guidance_scale": 5,
+                "negative_prompt": "blurry",
+                "prompt_enhancement": True,
+            },
+        )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["seed"] == 123
@@ -62,9 +81,16 @@ def test_siliconflow_shape_fields(server, key):
 
 def test_webp_output(server, key):
     with server.client(key) as c:
-        r = c.post("/v1/images/generations", json={
-            "model": "tiny-sd", "prompt": "x", "size": "256x256", "num_inference_steps": 1,
-            "output_format": "webp"})
+        r = c.post(
+            "/v1/images/generations",
+            json={
+                "model": "tiny-sd",
+                "prompt": "x",
+                "size": "256x256",
+                "num_inference_steps": 1,
+                "output_format": "webp",
+            },
+        )
         assert r.status_code == 200, r.text
         got = c.get(r.json()["data"][0]["url"])
     assert got.headers["content-type"] == "image/webp"
@@ -73,8 +99,12 @@ def test_webp_output(server, key):
 
 def test_models_list_says_which_are_demo(sdk):
     models = {m.id: m for m in sdk.models.list().data}
-    assert {"tiny-sd", "FLUX.1-schnell", "stable-diffusion-3-5-large",
-            "Yuecheng-VisGen/VisGen"} <= set(models)
+    assert {
+        "tiny-sd",
+        "FLUX.1-schnell",
+        "stable-diffusion-3-5-large",
+        "Yuecheng-VisGen/VisGen",
+    } <= set(models)
     assert models["FLUX.1-schnell"].model_extra["demo"] is True
     assert models["FLUX.1-schnell"].model_extra["source"] == "builtin:tiny-sd"
     assert models["tiny-sd"].model_extra["demo"] is False

@@ -63,8 +63,16 @@ def test_graceful_shutdown_requeues_unfinished_job(make_server):
     async def enqueue_and_wait_running():
         from pixgate.request import GenerationRequest
 
-        req = GenerationRequest(model="tiny-sd", prompt="p", width=1024, height=1024, n=1,
-                                seed=1, steps=100, guidance=7.5)
+        req = GenerationRequest(
+            model="tiny-sd",
+            prompt="p",
+            width=1024,
+            height=1024,
+            n=1,
+            seed=1,
+            steps=100,
+            guidance=7.5,
+        )
         key_row = await core.authenticate(k)
         job_id = await core.queue.enqueue(req, core.model("tiny-sd"), key_row.id, None)
         for _ in range(200):
@@ -74,9 +82,9 @@ def test_graceful_shutdown_requeues_unfinished_job(make_server):
             await asyncio.sleep(0.05)
         raise AssertionError("job never started")
 
-    job_id = asyncio.run_coroutine_threadsafe(
-        enqueue_and_wait_running(), srv.server_loop()
-    ).result(30)
+    job_id = asyncio.run_coroutine_threadsafe(enqueue_and_wait_running(), srv.server_loop()).result(
+        30
+    )
     srv.stop()
     job = {j.id: j for j in _jobs(srv.settings.db_url)}[job_id]
     assert job.status == "queued" and job.worker_id is None
@@ -92,8 +100,7 @@ def test_model_saved_to_disk_serves_identically(make_server, models_dir, tmp_pat
 
     folder: Path = tmp_path / "my-model"
     build_tiny_sd().save_pretrained(folder)
-    spec = ModelSpec(name="my-model", source=str(folder), sizes=["256x256"],
-                     default_size="256x256")
+    spec = ModelSpec(name="my-model", source=str(folder), sizes=["256x256"], default_size="256x256")
     srv = make_server(models=[spec], demo=False)
     k = srv.create_key()
     with srv.client(k) as c:
@@ -113,8 +120,9 @@ def test_model_saved_to_disk_serves_identically(make_server, models_dir, tmp_pat
 def test_bad_local_model_directory_is_a_clean_503(make_server, tmp_path):
     from pixgate.catalog import ModelSpec
 
-    spec = ModelSpec(name="broken", source=str(tmp_path / "missing"), sizes=["256x256"],
-                     default_size="256x256")
+    spec = ModelSpec(
+        name="broken", source=str(tmp_path / "missing"), sizes=["256x256"], default_size="256x256"
+    )
     srv = make_server(models=[spec], demo=False)
     k = srv.create_key(images=2)
     with srv.client(k) as c:

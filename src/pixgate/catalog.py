@@ -3,8 +3,9 @@ their price and their limits."""
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -48,6 +49,15 @@ class ModelSpec(BaseModel):
     demo: bool = Field(
         default=False, description="Set by demo mode: a seed name served by random weights."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fit_default_steps(cls, data: Any) -> Any:
+        """A model capped below 20 steps defaults to its cap rather than being invalid."""
+        if isinstance(data, dict) and "default_steps" not in data and "max_steps" in data:
+            with contextlib.suppress(TypeError, ValueError):  # max_steps' own check reports
+                data = {**data, "default_steps": min(20, int(data["max_steps"]))}
+        return data
 
     @field_validator("sizes")
     @classmethod

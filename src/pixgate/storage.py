@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import math
 import os
 import secrets
 import time
@@ -68,7 +69,7 @@ class LocalStorage:
         tmp = target.with_suffix(target.suffix + ".part")
         tmp.write_bytes(data)
         os.replace(tmp, target)
-        return StoredFile(path=rel, expires=int(now) + self.ttl)
+        return StoredFile(path=rel, expires=math.ceil(now + self.ttl))
 
     def read(self, rel: str) -> bytes:
         return self._resolve(rel).read_bytes()

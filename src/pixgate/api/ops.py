@@ -30,7 +30,9 @@ async def readyz(request: Request) -> JSONResponse:
     checks["accepting"] = "ok" if app_core.accepting else "shutting down"
     worker = app_core.worker
     if worker is not None:
-        checks["worker"] = "ok" if worker.alive else "stopped"
+        checks["worker"] = (
+            "stopped" if not worker.alive else "ok" if worker.ready else "loading models"
+        )
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},

@@ -80,7 +80,7 @@ class PipelineCache:
             source = resolve_source(spec, self.models_dir)
             pipe = DiffusionPipeline.from_pretrained(
                 source,
-                torch_dtype=dtype,
+                dtype=dtype,
                 cache_dir=str(self.models_dir / "hub"),
             )
         except ModelLoadError:

@@ -1,0 +1,175 @@
+"""The `pixgate` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from PIL import Image
+
+from tests.conftest import free_port
+
+PIXGATE = [sys.executable, "-m", "pixgate"]
+
+
+def cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [*PIXGATE, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_keys_create_list_revoke(tmp_path):
+    data = ["--data-dir", str(tmp_path)]
+    made = json.loads(
+        cli(
+            "keys",
+            "create",
+            *data,
+            "--json",
+            "--name",
+            "shop",
+            "--images",
+            "30",
+            "--prefix",
+            "yc-pic-",
+        ).stdout
+    )
+    assert made["key"].startswith("yc-pic-") and made["image_cap"] == 30
+    listed = cli("keys", "list", *data).stdout
+    assert made["id"] in listed and made["key"] not in listed and "shop" in listed
+    assert "yc-pic-" in listed
+    assert "revoked" in cli("keys", "revoke", made["id"], *data).stdout
+    assert "revoked" in cli("keys", "list", *data).stdout
+    missing = cli("keys", "revoke", "nope", *data, check=False)
+    assert missing.returncode == 1 and "no key matches" in missing.stderr
+    bad = cli("keys", "create", *data, "--prefix", "1bad prefix", check=False)
+    assert bad.returncode == 2 and "prefix" in bad.stderr
+
+
+def test_generate_writes_an_image(tmp_path, models_dir):
+    out = tmp_path / "out.png"
+    env = {"PIXGATE_MODELS_PATH": str(models_dir)}
+    result = cli(
+        "generate",
+        "a cat",
+        "-o",
+        str(out),
+        "--data-dir",
+        str(tmp_path),
+        "--model",
+        "tiny-sd",
+        "--size",
+        "256x256",
+        "--steps",
+        "2",
+        "--seed",
+        "4",
+        env=env,
+    )
+    assert "seed 4" in result.stdout
+    assert Image.open(out).size == (256, 256)
+    bad = cli(
+        "generate",
+        "x",
+        "-o",
+        str(out),
+        "--data-dir",
+        str(tmp_path),
+        "--size",
+        "7x7",
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 2 and "--size" in bad.stderr
+
+
+def test_models_list_and_config_file(tmp_path, models_dir):
+    config = tmp_path / "pixgate.toml"
+    config.write_text(f"""
+data_dir = "{tmp_path / "data"}"
+models_path = "{models_dir}"
+url_ttl_seconds = 600
+
+[[models]]
+name = "house-style"
+source = "builtin:tiny-sd"
+price = 0.2
+sizes = ["256x256", "512x512"]
+default_size = "256x256"
+max_steps = 8
+max_images = 2
+""")
+    listed = cli("models", "list", "--config", str(config)).stdout
+    assert "house-style" in listed and "0.2" in listed and "FLUX" not in listed
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[[models]]\nname = "x"\nsource = "builtin:tiny-sd"\nsizes = ["13x13"]\n')
+    bad = cli("models", "list", "--config", str(broken), check=False)
+    assert bad.returncode == 2 and "multiples of 8" in bad.stderr
+    missing = cli("models", "list", "--config", str(tmp_path / "nope.toml"), check=False)
+    assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_serve_with_config_then_sigterm(tmp_path, models_dir):
+    """`pixgate serve` as users run it: config file, a key from the CLI, a request, and a
+    clean stop on SIGTERM."""
+    port = free_port()
+    config = tmp_path / "pixgate.toml"
+    config.write_text(f"""
+data_dir = "{tmp_path / "data"}"
+models_path = "{models_dir}"
+[[models]]
+name = "house-style"
+source = "builtin:tiny-sd"
+sizes = ["256x256"]
+default_size = "256x256"
+max_steps = 8
+""")
+    key = json.loads(cli("keys", "create", "--config", str(config), "--json").stdout)["key"]
+    proc = subprocess.Popen(
+        [*PIXGATE, "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        r = httpx.post(
+            url + "/v1/images/generations",
+            timeout=120,
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "house-style", "prompt": "x", "num_inference_steps": 9},
+        )
+        assert r.status_code == 400 and "between 1 and 8" in r.json()["error"]["message"]
+        r = httpx.post(
+            url + "/v1/images/generations",
+            timeout=120,
+            headers={"Authorization": f"Bearer {key}"},
+            json={"prompt": "x", "num_inference_steps": 2},
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    # uvicorn re-raises the SIGTERM it handled once shutdown is complete
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "worker stopped" in err
+    assert key not in err
