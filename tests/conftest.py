@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+# Model loading must never reach for the network in tests (CI has none).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import asyncio
 import socket
 import threading
 import time
@@ -19,8 +24,6 @@ from pixgate import keys
 from pixgate.api.app import create_app
 from pixgate.db import Database
 from pixgate.settings import Settings, load_settings
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def free_port() -> int:
@@ -101,6 +104,22 @@ def start_server(settings: Settings, wait_ready: bool = True) -> RunningServer:
                 break
             time.sleep(0.05)
     return running
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One PostgreSQL cluster for the session (tests get their own database)."""
+    from tests.services import postgres_cluster
+
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    from tests.services import create_database
+
+    return asyncio.run(create_database(postgres_server))
 
 
 @pytest.fixture(scope="session")

@@ -20,10 +20,19 @@ REQ = GenerationRequest(
 )
 
 
-@pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
-    asyncio.run(database.migrate())
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'q.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = Database(url)
+
+    async def prepare():  # pooled connections belong to a loop: release them after
+        await database.migrate()
+        await database.dispose()
+
+    asyncio.run(prepare())
     return database
 
 
@@ -151,3 +160,20 @@ asyncio.run(main())
     ]
     counts = [int(p.communicate(timeout=120)[0].strip()) for p in procs]
     assert sum(counts) == 9
+
+
+@pytest.mark.postgres
+def test_http_generation_on_postgres(make_server, postgres_url):
+    """The whole request path with PostgreSQL as the database and queue."""
+    srv = make_server(database_url=postgres_url)
+    k = srv.create_key(images=3)
+    with srv.client(k) as c:
+        r = c.post("/v1/images/generations", json={"model": "tiny-sd", "prompt": "x",
+                   "size": "256x256", "num_inference_steps": 1, "n": 2, "seed": 11})
+        assert r.status_code == 200, r.text
+        assert c.get(r.json()["data"][1]["url"]).status_code == 200
+        r = c.post("/v1/images/generations", json={"model": "tiny-sd", "prompt": "x",
+                   "size": "256x256", "num_inference_steps": 1, "n": 2})
+        assert r.status_code == 429
+    row = srv.key_row(k)
+    assert row.images_used == 2 and row.images_reserved == 0

@@ -1,0 +1,71 @@
+"""Real service processes for tests: a throwaway PostgreSQL cluster from Debian's packages."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bindir() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """Start PostgreSQL on a loopback port; yield a superuser asyncpg URL (no database)."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        message = "PostgreSQL is not installed (scripts/services installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    root = tempfile.mkdtemp(prefix="pixgate-pg-")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = os.path.join(root, "data")
+    port = _free_port()
+
+    def run(*cmd: str) -> None:
+        subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
+
+    run(f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", f"{root}/log", "-w", "start")
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def create_database(server_url: str) -> str:
+    """A new empty database on the cluster; returns its URL."""
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = server_url.replace("postgresql+asyncpg", "postgresql") + "/postgres"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return f"{server_url}/{name}"
