@@ -219,12 +219,14 @@ class JobQueue:
         async with self.db.read() as s:
             return await s.get(Job, job_id)
 
-    async def wait(self, job_id: str, timeout: float, poll: float = 0.5) -> Job | None:
-        """Wait until the job finishes or `timeout` passes. A local worker wakes us at
-        once; a worker in another process is noticed by polling the row."""
+    async def wait(self, job_id: str, timeout: float, max_poll: float = 1.0) -> Job | None:
+        """Wait until the job finishes or `timeout` passes. A worker in this process wakes
+        us at once; one in another process is noticed by polling the row, at intervals
+        growing from 50 ms to `max_poll`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         event = self._done.setdefault(job_id, asyncio.Event())
+        poll = 0.05
         try:
             while True:
                 job = await self.get(job_id)
@@ -235,6 +237,7 @@ class JobQueue:
                     return job
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=min(poll, remaining))
+                poll = min(poll * 2, max_poll)
         finally:
             self._done.pop(job_id, None)
 

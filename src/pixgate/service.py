@@ -119,7 +119,7 @@ class Pixgate:
         spec = self.model(req.model)
         job_id = await self.queue.enqueue(req, spec, key.id, request_id)
         timeout = self.settings.generation_timeout_seconds
-        job = await self.queue.wait(job_id, timeout, poll=self.settings.worker_poll_seconds)
+        job = await self.queue.wait(job_id, timeout, max_poll=self.settings.worker_poll_seconds * 2)
         if job is not None and not job.finished:
             await self.queue.fail(
                 job_id,

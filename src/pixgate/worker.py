@@ -26,7 +26,7 @@ from pixgate.settings import Settings
 from pixgate.storage import LocalStorage, encode_image
 
 if TYPE_CHECKING:
-    from pixgate.engine.diffusion import DiffusersEngine
+    from pixgate.engine.diffusion import DiffusersEngine, EngineResult
 
 log = structlog.get_logger("pixgate.worker")
 
@@ -65,10 +65,12 @@ class Worker:
         self.engine = engine
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixgate-engine")
+        self._post_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixgate-post")
+        self._finish_slots = asyncio.Semaphore(2)
+        self._finishing: set[asyncio.Task] = set()
         self._stopping = False
         self._abort = False
         self._task: asyncio.Task | None = None
-        self._current: Job | None = None
         self.ready = False  # engine made and models preloaded
 
     @property
@@ -87,38 +89,58 @@ class Worker:
         self.ready = True
         log.info("worker started", worker_id=self.id)
         while not self._stopping:
+            # At most one job finishing (encode, store, settle) while the next generates.
+            await self._finish_slots.acquire()
+            if self._stopping:
+                self._finish_slots.release()
+                break
             try:
                 job = await self.queue.claim(self.id, self.settings.lease_seconds)
             except Exception:
+                self._finish_slots.release()
                 log.exception("claim failed")
                 await asyncio.sleep(self.settings.worker_poll_seconds)
                 continue
             if job is None:
+                self._finish_slots.release()
                 self.queue.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self.queue.wakeup.wait(), timeout=self.settings.worker_poll_seconds
                     )
                 continue
-            self._current = job
-            try:
-                await self.process(job)
-            except Exception:  # never let one job kill the worker
-                log.exception("job crashed", job_id=job.id)
-                await self.queue.fail(job.id, "generation_failed", "internal error", self.id)
-            finally:
-                self._current = None
+            await self.process(job)
 
     async def process(self, job: Job) -> None:
+        """Generate on the engine thread, then hand the result to a finishing task so the
+        engine can start on the next job. Owns one finishing slot and releases it."""
+        renewer = asyncio.create_task(self._renew(job.id))
+        finishing = False
+        try:
+            result = await self._generate(job)
+            if result is not None:
+                task = asyncio.create_task(self._finish(job, *result, renewer))
+                self._finishing.add(task)
+                task.add_done_callback(self._finishing.discard)
+                finishing = True
+        except Exception:  # never let one job kill the worker
+            log.exception("job crashed", job_id=job.id)
+            await self.queue.fail(job.id, "generation_failed", "internal error", self.id)
+        finally:
+            if not finishing:
+                renewer.cancel()
+                self._finish_slots.release()
+
+    async def _generate(self, job: Job) -> tuple[GenerationRequest, EngineResult] | None:
+        """Run the engine; on failure fail (or requeue) the job and return None."""
         from pixgate.engine.loader import ModelLoadError
 
         log_ = log.bind(job_id=job.id, request_id=job.request_id, model=job.model)
         spec = self.catalog.get(job.model)
         if spec is None:
             await self.queue.fail(job.id, "model_not_found", f"model {job.model} removed", self.id)
-            return
+            return None
         req = GenerationRequest.model_validate(job.request)
-        renewer = asyncio.create_task(self._renew(job.id))
         loop = asyncio.get_running_loop()
 
         def on_step(_step: int, _total: int) -> None:
@@ -129,32 +151,46 @@ class Worker:
             result = await loop.run_in_executor(
                 self._executor, self.engine.generate, req, spec, on_step
             )
-            images = await loop.run_in_executor(
-                self._executor, self._store, job.id, req, result.images
-            )
         except JobCancelled:
             if self._abort and await self.queue.requeue(job.id, self.id):
                 log_.info("job requeued at shutdown")
-            return
+            return None
         except ModelLoadError as exc:
             log_.warning("model unavailable", error=str(exc))
             await self.queue.fail(job.id, "model_unavailable", str(exc), self.id)
-            return
+            return None
         except Exception as exc:
             log_.exception("generation failed")
             await self.queue.fail(job.id, "generation_failed", f"{type(exc).__name__}", self.id)
-            return
+            return None
+        finally:
+            self.queue.cancelled.discard(job.id)
+        return req, result
+
+    async def _finish(
+        self, job: Job, req: GenerationRequest, result: EngineResult, renewer: asyncio.Task
+    ) -> None:
+        """Encode and store the images, then settle the job (charging only now)."""
+        log_ = log.bind(job_id=job.id, request_id=job.request_id, model=job.model)
+        loop = asyncio.get_running_loop()
+        try:
+            images = await loop.run_in_executor(
+                self._post_executor, self._store, job.id, req, result.images
+            )
+            outcome = await self.queue.succeed(job, self.id, images, result.inference_seconds)
+            if outcome.settled:
+                self.metrics.images_generated.labels(model=job.model).inc(len(images))
+                log_.info("job succeeded", images=len(images), seconds=result.inference_seconds)
+            else:  # timed out or reaped meanwhile: nobody is billed for or sees these files
+                for image in images:
+                    (self.storage.root / image["path"]).unlink(missing_ok=True)
+                log_.info("job result discarded: job no longer held by this worker")
+        except Exception as exc:
+            log_.exception("storing the result failed")
+            await self.queue.fail(job.id, "generation_failed", f"{type(exc).__name__}", self.id)
         finally:
             renewer.cancel()
-            self.queue.cancelled.discard(job.id)
-        outcome = await self.queue.succeed(job, self.id, images, result.inference_seconds)
-        if outcome.settled:
-            self.metrics.images_generated.labels(model=job.model).inc(len(images))
-            log_.info("job succeeded", images=len(images), seconds=result.inference_seconds)
-        else:  # timed out or reaped meanwhile: nobody will be billed for or see these files
-            for image in images:
-                (self.storage.root / image["path"]).unlink(missing_ok=True)
-            log_.info("job result discarded: job no longer held by this worker")
+            self._finish_slots.release()
 
     def _preload(self) -> None:
         """Build/load builtin models up front so the first request does not pay for it."""
@@ -204,5 +240,8 @@ class Worker:
         except TimeoutError:
             self._abort = True
             await self._task
+        if self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
         self._executor.shutdown(wait=True)
+        self._post_executor.shutdown(wait=True)
         log.info("worker stopped", worker_id=self.id)
