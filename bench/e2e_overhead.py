@@ -161,8 +161,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
-    parser.add_argument("--requests", type=int, default=8, help="latency samples per round")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating measurement rounds")
+    parser.add_argument("--requests", type=int, default=5, help="latency samples per round")
     parser.add_argument("--throughput-images", type=int, default=16, help="images per round")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -178,7 +178,7 @@ def main() -> None:
                     direct.call(i)
                     http_call(c, args.size, args.steps, i)
                 lat_direct, lat_encode, lat_http = [], [], []
-                tput_direct, tput_http = [], []
+                tput_direct, tput_http, tput_ratio = [], [], []
                 for r in range(args.rounds):
                     # Alternate sides so drift on a shared machine hits both equally.
                     for i in range(args.requests):
@@ -194,6 +194,12 @@ def main() -> None:
                         http_throughput(server, args.size, args.steps,
                                         args.throughput_images, args.concurrency)
                     )
+                    # Pair each pixgate block with the direct block just before it: the
+                    # machine's speed drifts between rounds, rarely within one.
+                    tput_ratio.append(tput_http[-1] / tput_direct[-1])
+                    print(f"round {r + 1}: direct {tput_direct[-1]:.2f} img/s, pixgate "
+                          f"{tput_http[-1]:.2f} img/s, ratio {tput_ratio[-1]:.3f}",
+                          file=sys.stderr)
         finally:
             server.stop()
 
@@ -208,10 +214,10 @@ def main() -> None:
         "latency_overhead_vs_direct_plus_png": med(lat_http) / med(lat_encode) - 1,
         "direct_images_per_s": med(tput_direct),
         "pixgate_images_per_s_c8": med(tput_http),
-        "throughput_ratio_c8": med(tput_http) / med(tput_direct),
+        "throughput_ratio_c8": med(tput_ratio),
     }
     print(f"tiny-sd {args.size}x{args.size}, {args.steps} steps, {args.rounds} rounds")
-    print(f"{'measure':44} {'value':>10}")
+    print(f"{'measure':52} {'value':>10}")
     rows = [
         ("direct call, median latency (s)", results["direct_latency_s"]),
         ("direct call + PNG encode, median latency (s)", results["direct_plus_png_latency_s"]),
@@ -220,11 +226,11 @@ def main() -> None:
         ("added latency vs direct call + PNG", results["latency_overhead_vs_direct_plus_png"]),
         ("direct loop, images/s", results["direct_images_per_s"]),
         (f"pixgate HTTP c={args.concurrency}, images/s", results["pixgate_images_per_s_c8"]),
-        ("throughput ratio pixgate/direct", results["throughput_ratio_c8"]),
+        ("throughput ratio pixgate/direct (median of rounds)", results["throughput_ratio_c8"]),
     ]
     for name, value in rows:
         shown = f"{value:+.1%}" if "vs" in name else f"{value:.3f}"
-        print(f"{name:44} {shown:>10}")
+        print(f"{name:52} {shown:>10}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from pixgate import billing
 from pixgate.catalog import ModelSpec
@@ -32,7 +32,7 @@ class JobQueue:
     def __init__(self, db: Database, max_queue: int):
         self.db = db
         self.max_queue = max_queue
-        self._done: dict[str, asyncio.Event] = {}
+        self._done: dict[str, _Waiter] = {}
         # Jobs finished by someone other than their worker (timeout): the local worker
         # checks this at every step and stops.
         self.cancelled: set[str] = set()
@@ -56,8 +56,8 @@ class JobQueue:
                 )
             if key_id is not None:
                 await billing.reserve(s, key_id, req.n)
-            s.add(
-                Job(
+            await s.execute(
+                insert(Job).values(
                     id=job_id,
                     key_id=key_id,
                     request_id=request_id,
@@ -120,7 +120,7 @@ class JobQueue:
         """Mark the job done and charge its successful images, in one transaction."""
         ok = len(images)
         async with self.db.write() as s:
-            result = await s.execute(
+            done = await s.scalar(
                 update(Job)
                 .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
                 .values(
@@ -132,11 +132,12 @@ class JobQueue:
                     finished_at=utcnow(),
                     lease_until=None,
                 )
+                .returning(Job)
             )
-            if result.rowcount != 1:
+            if done is None:
                 return SettleOutcome(False)
             await billing.settle(s, job.key_id, reserved=job.n, succeeded=ok)
-        self._notify(job.id)
+        self._notify(done)
         return SettleOutcome(True)
 
     async def fail(
@@ -169,7 +170,7 @@ class JobQueue:
             await billing.settle(s, job.key_id, reserved=job.n, succeeded=0)
         if worker_id is None and job.worker_id is not None:
             self.cancelled.add(job_id)
-        self._notify(job_id)
+        self._notify(job)
         return SettleOutcome(True)
 
     async def requeue(self, job_id: str, worker_id: str) -> bool:
@@ -219,25 +220,30 @@ class JobQueue:
         async with self.db.read() as s:
             return await s.get(Job, job_id)
 
-    async def wait(self, job_id: str, timeout: float, max_poll: float = 1.0) -> Job | None:
-        """Wait until the job finishes or `timeout` passes. A worker in this process wakes
-        us at once; one in another process is noticed by polling the row, at intervals
-        growing from 50 ms to `max_poll`."""
+    async def wait(
+        self, job_id: str, timeout: float, max_poll: float = 1.0, first_poll: float = 0.05
+    ) -> Job | None:
+        """Wait until the job finishes or `timeout` passes, and return its row.
+
+        A worker in this process hands over the finished row at once; one in another
+        process is noticed by polling, at intervals growing from `first_poll` to `max_poll`.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        event = self._done.setdefault(job_id, asyncio.Event())
-        poll = 0.05
+        waiter = self._done.setdefault(job_id, _Waiter())
+        poll = first_poll
         try:
             while True:
-                job = await self.get(job_id)
-                if job is None or job.finished:
-                    return job
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waiter.event.wait(), timeout=min(poll, remaining))
+                    poll = min(poll * 2, max_poll)
+                if waiter.job is not None:
+                    return waiter.job
+                job = await self.get(job_id)
+                if job is None or job.finished or loop.time() >= deadline:
                     return job
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=min(poll, remaining))
-                poll = min(poll * 2, max_poll)
         finally:
             self._done.pop(job_id, None)
 
@@ -248,7 +254,14 @@ class JobQueue:
                 or 0
             )
 
-    def _notify(self, job_id: str) -> None:
-        event = self._done.get(job_id)
-        if event is not None:
-            event.set()
+    def _notify(self, job: Job) -> None:
+        waiter = self._done.get(job.id)
+        if waiter is not None:
+            waiter.job = job
+            waiter.event.set()
+
+
+@dataclass
+class _Waiter:
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    job: Job | None = None

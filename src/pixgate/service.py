@@ -119,7 +119,14 @@ class Pixgate:
         spec = self.model(req.model)
         job_id = await self.queue.enqueue(req, spec, key.id, request_id)
         timeout = self.settings.generation_timeout_seconds
-        job = await self.queue.wait(job_id, timeout, max_poll=self.settings.worker_poll_seconds * 2)
+        # With a worker in this process, results arrive by hand-over; polling is only for
+        # workers elsewhere, so it can start slow.
+        job = await self.queue.wait(
+            job_id,
+            timeout,
+            max_poll=self.settings.worker_poll_seconds * 2,
+            first_poll=0.5 if self.worker is not None else 0.05,
+        )
         if job is not None and not job.finished:
             await self.queue.fail(
                 job_id,

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     generation_timeout_seconds: float = Field(default=300.0, gt=0)
     run_workers: bool = Field(default=True, description="Run a worker inside `pixgate serve`.")
     worker_poll_seconds: float = Field(default=0.5, gt=0)
+    worker_prefetch: bool = Field(
+        default=True,
+        description="Claim the next job while one generates (no gap between jobs). Turn off "
+        "when several workers share a queue and latency matters more than throughput.",
+    )
     lease_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=2, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)

@@ -88,33 +88,43 @@ class Worker:
             await loop.run_in_executor(self._executor, self._preload)
         self.ready = True
         log.info("worker started", worker_id=self.id)
+        prefetched: tuple[Job, asyncio.Task] | None = None
         while not self._stopping:
             # At most one job finishing (encode, store, settle) while the next generates.
             await self._finish_slots.acquire()
-            if self._stopping:
+            claimed = prefetched or await self._claim()
+            prefetched = None
+            if claimed is None:
                 self._finish_slots.release()
-                break
-            try:
-                job = await self.queue.claim(self.id, self.settings.lease_seconds)
-            except Exception:
-                self._finish_slots.release()
-                log.exception("claim failed")
-                await asyncio.sleep(self.settings.worker_poll_seconds)
-                continue
-            if job is None:
-                self._finish_slots.release()
-                self.queue.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self.queue.wakeup.wait(), timeout=self.settings.worker_poll_seconds
                     )
                 continue
-            await self.process(job)
+            generation = asyncio.create_task(self.process(*claimed))
+            if self.settings.worker_prefetch and not self._stopping:
+                # Claim the next job while the engine works, so it starts without a gap.
+                prefetched = await self._claim()
+            await generation
+        if prefetched is not None:  # stopping: give the claimed-ahead job back
+            prefetched[1].cancel()
+            await self.queue.requeue(prefetched[0].id, self.id)
 
-    async def process(self, job: Job) -> None:
+    async def _claim(self) -> tuple[Job, asyncio.Task] | None:
+        """Claim one job and start renewing its lease; None if the queue is empty."""
+        self.queue.wakeup.clear()  # an enqueue from now on wakes the idle wait
+        try:
+            job = await self.queue.claim(self.id, self.settings.lease_seconds)
+        except Exception:
+            log.exception("claim failed")
+            return None
+        if job is None:
+            return None
+        return job, asyncio.create_task(self._renew(job.id))
+
+    async def process(self, job: Job, renewer: asyncio.Task) -> None:
         """Generate on the engine thread, then hand the result to a finishing task so the
         engine can start on the next job. Owns one finishing slot and releases it."""
-        renewer = asyncio.create_task(self._renew(job.id))
         finishing = False
         try:
             result = await self._generate(job)

@@ -4,6 +4,7 @@ kept in a small LRU of loaded pipelines."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -28,6 +29,8 @@ def pick_device() -> tuple[str, Any]:
 
 
 def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     import diffusers
     import transformers
 
