@@ -86,13 +86,18 @@ class Server:
         }
         pixgate = [sys.executable, "-m", "pixgate"]
         created = subprocess.run(
-            [*pixgate, "keys", "create", "--json"], env=env, capture_output=True, text=True,
+            [*pixgate, "keys", "create", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
             check=True,
         )
         self.key = json.loads(created.stdout)["key"]
         self.proc = subprocess.Popen(
-            [*pixgate, "serve", "--port", str(self.port)], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [*pixgate, "serve", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -118,8 +123,13 @@ def http_call(client: httpx.Client, size: int, steps: int, seed: int) -> float:
     start = time.perf_counter()
     r = client.post(
         "/v1/images/generations",
-        json={"model": "tiny-sd", "prompt": "a lighthouse on a cliff", "size": f"{size}x{size}",
-              "num_inference_steps": steps, "seed": seed},
+        json={
+            "model": "tiny-sd",
+            "prompt": "a lighthouse on a cliff",
+            "size": f"{size}x{size}",
+            "num_inference_steps": steps,
+            "seed": seed,
+        },
     )
     elapsed = time.perf_counter() - start
     if r.status_code != 200:
@@ -178,7 +188,7 @@ def main() -> None:
                     direct.call(i)
                     http_call(c, args.size, args.steps, i)
                 lat_direct, lat_encode, lat_http = [], [], []
-                tput_direct, tput_http, tput_ratio = [], [], []
+                tput_direct, tput_encode, tput_http, tput_ratio = [], [], [], []
                 for r in range(args.rounds):
                     # Alternate sides so drift on a shared machine hits both equally.
                     for i in range(args.requests):
@@ -190,16 +200,23 @@ def main() -> None:
                     for i in range(args.throughput_images):
                         direct.call(i)
                     tput_direct.append(args.throughput_images / (time.perf_counter() - start))
+                    start = time.perf_counter()
+                    for i in range(args.throughput_images):
+                        direct.call(i, encode=True)
+                    tput_encode.append(args.throughput_images / (time.perf_counter() - start))
                     tput_http.append(
-                        http_throughput(server, args.size, args.steps,
-                                        args.throughput_images, args.concurrency)
+                        http_throughput(
+                            server, args.size, args.steps, args.throughput_images, args.concurrency
+                        )
                     )
                     # Pair each pixgate block with the direct block just before it: the
                     # machine's speed drifts between rounds, rarely within one.
                     tput_ratio.append(tput_http[-1] / tput_direct[-1])
-                    print(f"round {r + 1}: direct {tput_direct[-1]:.2f} img/s, pixgate "
-                          f"{tput_http[-1]:.2f} img/s, ratio {tput_ratio[-1]:.3f}",
-                          file=sys.stderr)
+                    print(
+                        f"round {r + 1}: direct {tput_direct[-1]:.2f} img/s, pixgate "
+                        f"{tput_http[-1]:.2f} img/s, ratio {tput_ratio[-1]:.3f}",
+                        file=sys.stderr,
+                    )
         finally:
             server.stop()
 
@@ -213,8 +230,12 @@ def main() -> None:
         "latency_overhead_vs_direct": med(lat_http) / med(lat_direct) - 1,
         "latency_overhead_vs_direct_plus_png": med(lat_http) / med(lat_encode) - 1,
         "direct_images_per_s": med(tput_direct),
+        "direct_plus_png_images_per_s": med(tput_encode),
         "pixgate_images_per_s_c8": med(tput_http),
         "throughput_ratio_c8": med(tput_ratio),
+        "throughput_ratio_c8_vs_direct_plus_png": med(
+            [h / e for h, e in zip(tput_http, tput_encode, strict=True)]
+        ),
     }
     print(f"tiny-sd {args.size}x{args.size}, {args.steps} steps, {args.rounds} rounds")
     print(f"{'measure':52} {'value':>10}")
@@ -225,11 +246,16 @@ def main() -> None:
         ("added latency vs direct call", results["latency_overhead_vs_direct"]),
         ("added latency vs direct call + PNG", results["latency_overhead_vs_direct_plus_png"]),
         ("direct loop, images/s", results["direct_images_per_s"]),
+        ("direct loop + PNG encode, images/s", results["direct_plus_png_images_per_s"]),
         (f"pixgate HTTP c={args.concurrency}, images/s", results["pixgate_images_per_s_c8"]),
         ("throughput ratio pixgate/direct (median of rounds)", results["throughput_ratio_c8"]),
+        (
+            "throughput ratio pixgate/(direct + PNG)",
+            results["throughput_ratio_c8_vs_direct_plus_png"],
+        ),
     ]
     for name, value in rows:
-        shown = f"{value:+.1%}" if "vs" in name else f"{value:.3f}"
+        shown = f"{value:+.1%}" if "added" in name else f"{value:.3f}"
         print(f"{name:52} {shown:>10}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
