@@ -173,3 +173,64 @@ max_steps = 8
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "worker stopped" in err
     assert key not in err
+
+
+def _wait_ready(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server not ready")
+
+
+def test_api_node_and_separate_worker_process(tmp_path, models_dir):
+    """The scaled shape on one machine: `serve --no-workers` takes requests, a separate
+    `pixgate worker` process claims and runs them through the shared database."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PIXGATE_DATA_DIR": str(tmp_path / "data"),
+        "PIXGATE_MODELS_PATH": str(models_dir),
+        "PIXGATE_DEMO": "true",
+    }
+    key = json.loads(cli("keys", "create", "--json", "--images", "2", env=env).stdout)["key"]
+    api = subprocess.Popen(
+        [*PIXGATE, "serve", "--no-workers", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, api)
+        assert "worker" not in httpx.get(url + "/readyz").json()["checks"]
+        worker = subprocess.Popen(
+            [*PIXGATE, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        r = httpx.post(
+            url + "/v1/images/generations",
+            timeout=120,
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "model": "tiny-sd",
+                "prompt": "x",
+                "size": "256x256",
+                "num_inference_steps": 2,
+                "n": 2,
+            },
+        )
+        assert r.status_code == 200, r.text
+        assert httpx.get(r.json()["data"][1]["url"]).status_code == 200
+    finally:
+        for proc in (worker, api):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=60)
+    assert worker.returncode == 0

@@ -168,12 +168,29 @@ def test_http_generation_on_postgres(make_server, postgres_url):
     srv = make_server(database_url=postgres_url)
     k = srv.create_key(images=3)
     with srv.client(k) as c:
-        r = c.post("/v1/images/generations", json={"model": "tiny-sd", "prompt": "x",
-                   "size": "256x256", "num_inference_steps": 1, "n": 2, "seed": 11})
+        r = c.post(
+            "/v1/images/generations",
+            json={
+                "model": "tiny-sd",
+                "prompt": "x",
+                "size": "256x256",
+                "num_inference_steps": 1,
+                "n": 2,
+                "seed": 11,
+            },
+        )
         assert r.status_code == 200, r.text
         assert c.get(r.json()["data"][1]["url"]).status_code == 200
-        r = c.post("/v1/images/generations", json={"model": "tiny-sd", "prompt": "x",
-                   "size": "256x256", "num_inference_steps": 1, "n": 2})
+        r = c.post(
+            "/v1/images/generations",
+            json={
+                "model": "tiny-sd",
+                "prompt": "x",
+                "size": "256x256",
+                "num_inference_steps": 1,
+                "n": 2,
+            },
+        )
         assert r.status_code == 429
     row = srv.key_row(k)
     assert row.images_used == 2 and row.images_reserved == 0
