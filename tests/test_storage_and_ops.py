@@ -84,11 +84,14 @@ def test_health_ready_metrics_docs(server, key):
         assert {"prompt", "image_size", "batch_size", "seed", "num_inference_steps"} <= set(props)
 
 
-def test_logs_never_contain_the_key(server, key, capsys):
+def test_logs_never_contain_the_key(make_server, capsys):
+    server = make_server(log_level="INFO")
+    key = server.create_key()
     with server.client(key) as c:
         c.post(GEN, json=BASE)
         c.post(GEN, json={**BASE, "n": 99})
     out = capsys.readouterr()
+    assert '"event": "request"' in out.err  # logs were written, as JSON on stderr
     assert key not in out.out + out.err
     assert key[3:] not in out.out + out.err
 

@@ -72,10 +72,8 @@ def serve(
     import uvicorn
 
     from pixgate.api.app import create_app
-    from pixgate.logs import configure_logging
 
     settings = _settings(config, data_dir, host=host, port=port, demo=demo, run_workers=workers)
-    configure_logging(settings.log_level, settings.log_json)
     err_console.print(
         f"pixgate on http://{settings.host}:{settings.port}  data dir: {settings.data_dir}"
         + ("  [yellow](demo mode: seed model names draw noise)[/yellow]" if settings.demo else "")

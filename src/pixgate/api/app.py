@@ -18,6 +18,7 @@ from pixgate.api.context import language, request_id
 from pixgate.api.dialects import openai
 from pixgate.api.middleware import RequestContextMiddleware
 from pixgate.errors import PixgateError
+from pixgate.logs import configure_logging
 from pixgate.service import Pixgate
 from pixgate.settings import Settings
 
@@ -37,6 +38,7 @@ def render(request: Request, err: PixgateError) -> Response:
 
 
 def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
+    configure_logging(settings.log_level, settings.log_json)
     core = Pixgate(settings)
 
     @asynccontextmanager
