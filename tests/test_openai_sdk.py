@@ -108,6 +108,7 @@ def test_models_list_says_which_are_demo(sdk):
     assert models["FLUX.1-schnell"].model_extra["demo"] is True
     assert models["FLUX.1-schnell"].model_extra["source"] == "builtin:tiny-sd"
     assert models["tiny-sd"].model_extra["demo"] is False
+    assert models["tiny-sd"].model_extra["random_weights"] is True
 
 
 def test_default_model_without_demo_is_real_or_fails_cleanly(make_server):
@@ -119,6 +120,7 @@ def test_default_model_without_demo_is_real_or_fails_cleanly(make_server):
         models = {m["id"]: m for m in c.get("/v1/models").json()["data"]}
         assert models["FLUX.1-schnell"]["source"] == "black-forest-labs/FLUX.1-schnell"
         assert models["FLUX.1-schnell"]["demo"] is False
+        assert models["FLUX.1-schnell"]["random_weights"] is False
         assert "Yuecheng-VisGen/VisGen" not in models
         r = c.post("/v1/images/generations", json={"model": "FLUX.1-schnell", "prompt": "x"})
     assert r.status_code == 503, r.text

@@ -159,6 +159,7 @@ async def list_models(request: Request) -> JSONResponse:
             "owned_by": "pixgate",
             "source": m.source,
             "demo": m.demo,
+            "random_weights": m.source_kind == "builtin",
             "description": m.description,
             "price": str(m.price),
             "sizes": m.sizes,
