@@ -25,6 +25,14 @@ from pixgate.api.app import create_app
 from pixgate.db import Database
 from pixgate.settings import Settings, load_settings
 
+GENERATIONS = "/v1/images/generations"
+SMALL_REQUEST = {"model": "tiny-sd", "prompt": "x", "size": "256x256", "num_inference_steps": 1}
+
+
+def generate(client: httpx.Client, **fields) -> httpx.Response:
+    """POST a small, fast tiny-sd request, with `fields` overriding its defaults."""
+    return client.post(GENERATIONS, json={**SMALL_REQUEST, **fields})
+
 
 def free_port() -> int:
     with socket.socket() as s:

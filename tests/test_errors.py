@@ -63,6 +63,8 @@ def test_400_missing_prompt_and_bad_json(server, key):
         assert err["code"] == "invalid_json"
         err = _err(c.post(GEN, json=[1, 2]), 400)
         assert "JSON object" in err["message"]
+        err = _err(c.post(GEN, json={**OK, "prompt": "x" * (2 << 20)}), 413)
+        assert err["code"] == "body_too_large" and "1048576" in err["message"]
 
 
 def test_400_in_chinese(server, key):

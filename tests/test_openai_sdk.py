@@ -10,6 +10,8 @@ import openai
 import pytest
 from PIL import Image
 
+from tests.conftest import generate
+
 
 @pytest.fixture
 def sdk(server, key) -> openai.OpenAI:
@@ -81,16 +83,7 @@ def test_siliconflow_shape_fields(server, key):
 
 def test_webp_output(server, key):
     with server.client(key) as c:
-        r = c.post(
-            "/v1/images/generations",
-            json={
-                "model": "tiny-sd",
-                "prompt": "x",
-                "size": "256x256",
-                "num_inference_steps": 1,
-                "output_format": "webp",
-            },
-        )
+        r = generate(c, output_format="webp")
         assert r.status_code == 200, r.text
         got = c.get(r.json()["data"][0]["url"])
     assert got.headers["content-type"] == "image/webp"

@@ -14,6 +14,7 @@ from pixgate.catalog import TINY_SD
 from pixgate.db import Database, Job, utcnow
 from pixgate.jobs import JobQueue
 from pixgate.request import GenerationRequest
+from tests.conftest import generate
 
 REQ = GenerationRequest(
     model="tiny-sd", prompt="p", width=256, height=256, n=2, seed=1, steps=1, guidance=7.5
@@ -168,29 +169,9 @@ def test_http_generation_on_postgres(make_server, postgres_url):
     srv = make_server(database_url=postgres_url)
     k = srv.create_key(images=3)
     with srv.client(k) as c:
-        r = c.post(
-            "/v1/images/generations",
-            json={
-                "model": "tiny-sd",
-                "prompt": "x",
-                "size": "256x256",
-                "num_inference_steps": 1,
-                "n": 2,
-                "seed": 11,
-            },
-        )
+        r = generate(c, n=2, seed=11)
         assert r.status_code == 200, r.text
         assert c.get(r.json()["data"][1]["url"]).status_code == 200
-        r = c.post(
-            "/v1/images/generations",
-            json={
-                "model": "tiny-sd",
-                "prompt": "x",
-                "size": "256x256",
-                "num_inference_steps": 1,
-                "n": 2,
-            },
-        )
-        assert r.status_code == 429
+        assert generate(c, n=2).status_code == 429
     row = srv.key_row(k)
     assert row.images_used == 2 and row.images_reserved == 0

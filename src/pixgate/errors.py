@@ -26,6 +26,11 @@ _MESSAGES: dict[str, tuple[int, str, str]] = {
         "Request body is not valid JSON: {detail}",
         "请求体不是有效的 JSON:{detail}",
     ),
+    "body_too_large": (
+        413,
+        "Request body is {size} bytes; the limit is {limit} bytes.",
+        "请求体为 {size} 字节,超过上限 {limit} 字节。",
+    ),
     "conflicting_values": (
         400,
         "'{param}' and '{other}' disagree ({detail}); send one of them.",

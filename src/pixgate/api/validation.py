@@ -85,7 +85,12 @@ def to_pixgate_error(exc: ValidationError, model: type[BaseModel]) -> PixgateErr
     return invalid(field, en, zh)
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
+MAX_JSON_BYTES = 1 << 20  # prompts are at most a few KB; anything near this is abuse
+
+
+def parse_json_object(raw: bytes, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    if len(raw) > limit:
+        raise PixgateError("body_too_large", args_={"size": len(raw), "limit": limit})
     try:
         body = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
