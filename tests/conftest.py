@@ -12,6 +12,7 @@ import asyncio
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,18 @@ class RunningServer:
         merged.update(headers or {})
         return httpx.Client(base_url=self.url, headers=merged, timeout=120)
 
-    def create_key(self, images: int | None = None, prefix: str = "sk-") -> str:
-        return asyncio.run(_create_key(self.settings, images, prefix))
+    def create_key(
+        self,
+        images: int | None = None,
+        prefix: str = "sk-",
+        plan: str = "paid",
+        credit: str | None = None,
+        role: str = "user",
+        **spec,
+    ) -> str:
+        """A key for a new user (plan `paid` unless said: no rate limits in the way),
+        optionally with `credit` (currency) on the account."""
+        return asyncio.run(_create_key(self.settings, images, prefix, plan, credit, role, spec))
 
     def key_row(self, raw: str):
         return asyncio.run(_key_row(self.settings, raw))
@@ -73,11 +84,23 @@ class RunningServer:
         assert not self.thread.is_alive(), "server did not stop"
 
 
-async def _create_key(settings: Settings, images: int | None, prefix: str) -> str:
+async def _create_key(settings: Settings, images, prefix, plan, credit, role, spec) -> str:
+    from decimal import Decimal
+
+    from pixgate import accounts
+    from pixgate.crypto import SecretBox
+    from pixgate.money import to_minor
+
     db = Database(settings.db_url)
     try:
         await db.migrate()
-        return (await keys.create_key(db, image_cap=images, prefix=prefix)).key
+        grant = to_minor(Decimal(credit)) if credit else 0
+        user = await accounts.create_user(
+            db, accounts.NewUser(f"u-{uuid.uuid4().hex[:10]}", role, plan, grant)
+        )
+        box = SecretBox.for_data_dir(settings.data_dir, settings.master_key)
+        key_spec = keys.KeySpec(image_cap=images, prefix=prefix, **spec)
+        return (await keys.create_key(db, user.id, key_spec, box)).key
     finally:
         await db.dispose()
 
@@ -85,7 +108,7 @@ async def _create_key(settings: Settings, images: int | None, prefix: str) -> st
 async def _key_row(settings: Settings, raw: str):
     db = Database(settings.db_url)
     try:
-        return await keys.authenticate(db, raw)
+        return (await keys.authenticate(db, raw)).key
     finally:
         await db.dispose()
 

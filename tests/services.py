@@ -1,4 +1,4 @@
-"""Real service processes for tests: a throwaway PostgreSQL cluster from Debian's packages."""
+"""Real service processes for tests: throwaway PostgreSQL and Redis from Debian's packages."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +58,71 @@ def postgres_cluster() -> Iterator[str]:
             capture_output=True,
             timeout=120,
         )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """Start Redis on a loopback port without persistence; yield its URL (database 0)."""
+    if not os.access(REDIS_SERVER, os.X_OK):
+        message = "Redis is not installed (scripts/services installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    root = tempfile.mkdtemp(prefix="pixgate-redis-")
+    port = _free_port()
+    # Options after the binary are config directives; "--save ''" turns RDB snapshots off.
+    proc = subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            root,
+            "--logfile",
+            os.path.join(root, "log"),
+        ],
+        cwd=root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _redis_answers(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                with open(os.path.join(root, "log"), errors="replace") as f:
+                    log = f.read()[-2000:]
+                raise RuntimeError(f"redis-server on port {port} did not answer PING:\n{log}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         shutil.rmtree(root, ignore_errors=True)
 
 

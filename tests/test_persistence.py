@@ -73,8 +73,10 @@ def test_graceful_shutdown_requeues_unfinished_job(make_server):
             steps=100,
             guidance=7.5,
         )
-        key_row = await core.authenticate(k)
-        job_id = await core.queue.enqueue(req, core.model("tiny-sd"), key_row.id, None)
+        from pixgate.jobs import Admission
+
+        caller = await core.authenticate(k)
+        job_id = await core.queue.enqueue(req, core.model("tiny-sd"), Admission(caller.key), None)
         for _ in range(200):
             job = await core.queue.get(job_id)
             if job.status == "running":

@@ -4,15 +4,16 @@ is settled once, and the usage reservation always returns to zero."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
-from pixgate import keys
+from pixgate import accounts, keys
 from pixgate.catalog import TINY_SD
 from pixgate.db import Database, Job, utcnow
-from pixgate.jobs import JobQueue
+from pixgate.jobs import Admission, JobQueue
 from pixgate.request import GenerationRequest
 from tests.conftest import generate
 
@@ -42,11 +43,14 @@ def run(coro):
 
 
 async def _setup(db: Database, cap: int | None = 10):
-    created = await keys.create_key(db, image_cap=cap)
-    return JobQueue(db, max_queue=10), created.id
+    user = await accounts.create_user(db, accounts.NewUser(f"u-{uuid.uuid4().hex[:8]}"))
+    created = await keys.create_key(db, user.id, keys.KeySpec(image_cap=cap))
+    key = (await keys.authenticate(db, created.key)).key
+    return JobQueue(db, max_queue=10), key
 
 
-async def _usage(db: Database, key_id: str) -> tuple[int, int]:
+async def _usage(db: Database, key) -> tuple[int, int]:
+    key_id = key.id
     rows = await keys.list_keys(db)
     row = next(r for r in rows if r.id == key_id)
     return row.images_used, row.images_reserved
@@ -61,9 +65,9 @@ async def _expire_lease(db: Database, job_id: str) -> None:
 
 def test_lapsed_lease_requeued_then_failed_and_released(db):
     async def go():
-        queue, key_id = await _setup(db)
-        job_id = await queue.enqueue(REQ, TINY_SD, key_id, None)
-        assert await _usage(db, key_id) == (0, 2)
+        queue, key = await _setup(db)
+        job_id = await queue.enqueue(REQ, TINY_SD, Admission(key), None)
+        assert await _usage(db, key) == (0, 2)
         job = await queue.claim("w1", 30)
         assert job.id == job_id and job.attempts == 1
         assert await queue.claim("w2", 30) is None  # nothing else queued
@@ -78,7 +82,7 @@ def test_lapsed_lease_requeued_then_failed_and_released(db):
         assert await queue.reap_lapsed(max_attempts=2) == (0, 1)
         final = await queue.get(job_id)
         assert final.status == "failed" and final.error_code == "worker_lost"
-        assert await _usage(db, key_id) == (0, 0)
+        assert await _usage(db, key) == (0, 0)
         await db.dispose()
 
     run(go())
@@ -86,14 +90,14 @@ def test_lapsed_lease_requeued_then_failed_and_released(db):
 
 def test_settle_charges_only_successful_images_once(db):
     async def go():
-        queue, key_id = await _setup(db)
-        job_id = await queue.enqueue(REQ, TINY_SD, key_id, None)
+        queue, key = await _setup(db)
+        job_id = await queue.enqueue(REQ, TINY_SD, Admission(key), None)
         job = await queue.claim("w1", 30)
         one_image = [{"path": "a", "expires": 0, "seed": 1, "format": "png"}]
         assert (await queue.succeed(job, "w1", one_image, 0.2)).settled
         assert not (await queue.succeed(job, "w1", one_image, 0.2)).settled
         assert not (await queue.fail(job_id, "x", "y", "w1")).settled
-        assert await _usage(db, key_id) == (1, 0)
+        assert await _usage(db, key) == (1, 0)
         final = await queue.get(job_id)
         assert final.n_succeeded == 1 and final.status == "succeeded"
         await db.dispose()
@@ -106,17 +110,17 @@ def test_cap_is_atomic_under_concurrent_admission(db):
     from pixgate.errors import PixgateError
 
     async def go():
-        queue, key_id = await _setup(db, cap=7)
+        queue, key = await _setup(db, cap=7)
         queue.max_queue = 100
         results = await asyncio.gather(
-            *(queue.enqueue(REQ, TINY_SD, key_id, None) for _ in range(30)),
+            *(queue.enqueue(REQ, TINY_SD, Admission(key), None) for _ in range(30)),
             return_exceptions=True,
         )
         admitted = [r for r in results if isinstance(r, str)]
         refused = [r for r in results if isinstance(r, PixgateError)]
         assert len(admitted) == 3 and len(refused) == 27
         assert all(r.code == "image_cap_reached" and r.status == 429 for r in refused)
-        assert await _usage(db, key_id) == (0, 6)
+        assert await _usage(db, key) == (0, 6)
         await db.dispose()
 
     run(go())
@@ -130,24 +134,33 @@ def test_cap_holds_across_two_processes_sharing_sqlite(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
     database = Database(url)
     asyncio.run(database.migrate())
-    key_id = asyncio.run(keys.create_key(database, image_cap=9)).id
-    asyncio.run(database.dispose())
+
+    async def make_key():
+        user = await accounts.create_user(database, accounts.NewUser("two-procs"))
+        made = await keys.create_key(database, user.id, keys.KeySpec(image_cap=9))
+        key_id = made.id
+        await database.dispose()
+        return key_id
+
+    key_id = asyncio.run(make_key())
     script = f"""
 import asyncio
 from pixgate.catalog import TINY_SD
 from pixgate.db import Database
 from pixgate.errors import PixgateError
-from pixgate.jobs import JobQueue
+from pixgate.jobs import Admission, JobQueue
+from pixgate.keys import find_key
 from pixgate.request import GenerationRequest
 req = GenerationRequest(model="tiny-sd", prompt="p", width=256, height=256, n=1, seed=1,
                         steps=1, guidance=7.5)
 async def main():
     db = Database({url!r})
     q = JobQueue(db, max_queue=1000)
+    key = await find_key(db, {key_id!r})
     ok = 0
     for _ in range(20):
         try:
-            await q.enqueue(req, TINY_SD, {key_id!r}, None)
+            await q.enqueue(req, TINY_SD, Admission(key), None)
             ok += 1
         except PixgateError:
             pass

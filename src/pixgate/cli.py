@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -43,15 +45,32 @@ def _settings(config: Path | None, data_dir: Path | None, **overrides) -> Settin
         raise typer.Exit(2) from exc
 
 
-async def _with_db(settings: Settings, fn):
-    from pixgate.db import Database
+def run_with_core(settings: Settings, fn):
+    """Run `await fn(core)` against the configured database (migrated first), turning
+    domain errors into a red message and exit code 2."""
+    from pixgate.errors import PixgateError
+    from pixgate.service import Pixgate
 
-    db = Database(settings.db_url)
+    async def go():
+        core = Pixgate(settings)
+        try:
+            await core.db.migrate()
+            return await fn(core)
+        finally:
+            await core.db.dispose()
+
     try:
-        await db.migrate()
-        return await fn(db)
-    finally:
-        await db.dispose()
+        return asyncio.run(go())
+    except PixgateError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message()}")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 @app.command()
@@ -115,38 +134,61 @@ def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 def keys_create(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
+    user: Annotated[
+        str | None, typer.Option(help="Owner (name or id); default: a new user for this key.")
+    ] = None,
+    plan: Annotated[str | None, typer.Option(help="Plan of the new user (free, paid).")] = None,
     name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
     images: Annotated[
         int | None, typer.Option(min=0, help="Cap on images this key may generate.")
     ] = None,
     prefix: Annotated[str, typer.Option(help="Key prefix, e.g. yc-pic-.")] = "sk-",
+    expires: Annotated[
+        datetime | None, typer.Option(help="Expiry, UTC (e.g. 2027-01-31T00:00:00).")
+    ] = None,
+    models: Annotated[str | None, typer.Option(help="Allowed models, comma-separated.")] = None,
+    ips: Annotated[str | None, typer.Option(help="Allowed IPs/CIDRs, comma-separated.")] = None,
+    secret: Annotated[bool, typer.Option("--secret", help="Also make a signing secret.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create an API key and print it (it is shown only once)."""
-    from pixgate import keys
+    from pixgate import accounts, keys
 
     settings = _settings(config, data_dir)
-    try:
-        created = asyncio.run(
-            _with_db(settings, lambda db: keys.create_key(db, name, images, prefix))
-        )
-    except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    spec = keys.KeySpec(
+        name=name,
+        image_cap=images,
+        prefix=prefix,
+        expires_at=expires,
+        allowed_models=_csv(models),
+        allowed_ips=_csv(ips),
+        with_secret=secret,
+    )
+
+    async def make(core):
+        if user is not None:
+            owner = await accounts.get_user(core.db, user)
+        else:
+            owner = await core.create_user(name or f"user-{uuid.uuid4().hex[:8]}", plan=plan)
+        return await keys.create_key(core.db, owner.id, spec, core.box)
+
+    created = run_with_core(settings, make)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "key": created.key,
-                    "id": created.id,
-                    "display": created.display,
-                    "name": created.name,
-                    "image_cap": created.image_cap,
-                }
-            )
-        )
+        out = {
+            "key": created.key,
+            "id": created.id,
+            "display": created.display,
+            "name": created.name,
+            "image_cap": created.image_cap,
+            "user_id": created.user_id,
+        }
+        if created.secret:
+            out["signing_secret"] = created.secret
+        typer.echo(json.dumps(out, ensure_ascii=False))
     else:
         console.print(f"[bold]{created.key}[/bold]")
+        if created.secret:
+            console.print(f"signing secret: [bold]{created.secret}[/bold]")
         err_console.print(f"id {created.id}; store the key now, it is not shown again.")
 
 
@@ -156,7 +198,7 @@ def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     from pixgate import keys
 
     settings = _settings(config, data_dir)
-    rows = asyncio.run(_with_db(settings, keys.list_keys))
+    rows = run_with_core(settings, lambda core: keys.list_keys(core.db))
     table = Table("id", "key", "name", "images used", "cap", "enabled", "created")
     for r in rows:
         table.add_row(
@@ -181,7 +223,7 @@ def keys_revoke(
     from pixgate import keys
 
     settings = _settings(config, data_dir)
-    row = asyncio.run(_with_db(settings, lambda db: keys.revoke_key(db, key_or_id)))
+    row = run_with_core(settings, lambda core: keys.revoke_key(core.db, key_or_id))
     if row is None:
         err_console.print(f"[red]no key matches {key_or_id!r}[/red]")
         raise typer.Exit(1)
@@ -275,3 +317,7 @@ def generate(
 
 def main() -> None:
     app()
+
+
+# The account and money commands live in their own module; importing it registers them.
+from pixgate import cli_admin  # noqa: E402, F401

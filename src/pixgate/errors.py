@@ -43,6 +43,49 @@ _MESSAGES: dict[str, tuple[int, str, str]] = {
     ),
     "invalid_api_key": (401, "Invalid API key.", "API 密钥无效或不存在。"),
     "key_disabled": (403, "This API key has been revoked.", "该 API 密钥已被禁用。"),
+    "key_expired": (
+        403,
+        "This API key expired at {expires} UTC.",
+        "该 API 密钥已于 {expires}(UTC)过期。",
+    ),
+    "ip_not_allowed": (
+        403,
+        "This API key may not be used from {ip}.",
+        "该 API 密钥不允许从 {ip} 使用。",
+    ),
+    "model_not_allowed": (
+        403,
+        "This API key may not use model '{model}'; allowed: {allowed}.",
+        "该 API 密钥不能使用模型 '{model}';允许的模型:{allowed}。",
+    ),
+    "account_disabled": (403, "This account is disabled.", "该账户已被禁用。"),
+    "admin_required": (
+        403,
+        "This endpoint needs an admin API key.",
+        "此接口需要管理员 API 密钥。",
+    ),
+    "insufficient_credit": (
+        429,
+        "Insufficient credit: {requested} image(s) at {price} {currency} cost {cost} {currency}; "
+        "the balance is {balance} {currency}.",
+        "余额不足:{requested} 张图片单价 {price} {currency},共需 {cost} {currency};"
+        "当前余额 {balance} {currency}。",
+    ),
+    "rate_limited": (
+        429,
+        "Rate limit exceeded: {limit}. Retry after {retry_after} seconds.",
+        "请求过于频繁:{limit}。请 {retry_after} 秒后重试。",
+    ),
+    "too_many_in_flight": (
+        429,
+        "Too many requests in progress for this account ({limit} at a time on plan {plan}).",
+        "该账户同时进行的请求过多(套餐 {plan} 最多同时 {limit} 个)。",
+    ),
+    "code_invalid": (400, "This redemption code does not exist.", "兑换码不存在。"),
+    "code_redeemed": (409, "This redemption code has already been used.", "兑换码已被使用。"),
+    "user_exists": (409, "A user named '{name}' already exists.", "用户 '{name}' 已存在。"),
+    "user_not_found": (404, "No user '{user}'.", "用户 '{user}' 不存在。"),
+    "key_not_found": (404, "No API key '{key}'.", "API 密钥 '{key}' 不存在。"),
     "model_not_found": (
         404,
         "Model '{model}' does not exist. Available models: {available}.",

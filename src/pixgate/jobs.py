@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select, update
 
 from pixgate import billing
 from pixgate.catalog import ModelSpec
-from pixgate.db import Database, Job, utcnow
+from pixgate.db import ApiKey, Database, Job, utcnow
 from pixgate.errors import PixgateError
 from pixgate.request import GenerationRequest
 
@@ -28,10 +28,23 @@ class SettleOutcome:
     settled: bool  # False when the job was no longer ours (timed out, reaped)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """Who is asking, and the account limits that apply to them."""
+
+    key: ApiKey
+    plan: str = "free"
+    concurrency: int | None = None  # in-flight jobs per account; None: unlimited
+
+
 class JobQueue:
-    def __init__(self, db: Database, max_queue: int):
+    def __init__(
+        self, db: Database, max_queue: int, billing_enabled: bool = True, currency: str = "CNY"
+    ):
         self.db = db
         self.max_queue = max_queue
+        self.billing_enabled = billing_enabled
+        self.currency = currency
         self._done: dict[str, _Waiter] = {}
         # Jobs finished by someone other than their worker (timeout): the local worker
         # checks this at every step and stops.
@@ -40,10 +53,17 @@ class JobQueue:
 
     # --- admission -------------------------------------------------------------------
     async def enqueue(
-        self, req: GenerationRequest, spec: ModelSpec, key_id: str | None, request_id: str | None
+        self,
+        req: GenerationRequest,
+        spec: ModelSpec,
+        who: Admission | None,
+        request_id: str | None,
     ) -> str:
-        """Reserve usage and insert the job in one transaction."""
+        """Check the account's in-flight limit, reserve the key's cap and the price, and
+        insert the job, in one transaction: all of it happens or none of it."""
         job_id = uuid.uuid4().hex
+        key = who.key if who else None
+        price = spec.price_minor if self.billing_enabled else 0
         async with self.db.write() as s:
             depth = await s.scalar(
                 select(func.count()).select_from(Job).where(Job.status == "queued")
@@ -54,12 +74,25 @@ class JobQueue:
                     args_={"depth": depth, "retry_after": 5},
                     headers={"Retry-After": "5"},
                 )
-            if key_id is not None:
-                await billing.reserve(s, key_id, req.n)
+            if who is not None and who.concurrency is not None:
+                in_flight = await s.scalar(
+                    select(func.count())
+                    .select_from(Job)
+                    .where(Job.user_id == key.user_id, Job.status.in_(("queued", "running")))
+                )
+                if in_flight >= who.concurrency:
+                    raise PixgateError(
+                        "too_many_in_flight",
+                        args_={"limit": who.concurrency, "plan": who.plan},
+                        headers={"Retry-After": "1"},
+                    )
+            if key is not None and self.billing_enabled:
+                await billing.reserve(s, key, req.n, price, job_id, self.currency)
             await s.execute(
                 insert(Job).values(
                     id=job_id,
-                    key_id=key_id,
+                    key_id=key.id if key else None,
+                    user_id=key.user_id if key else None,
                     request_id=request_id,
                     model=spec.name,
                     kind=req.kind,
@@ -67,7 +100,7 @@ class JobQueue:
                     request=req.model_dump(mode="json"),
                     n=req.n,
                     seed=req.seed,
-                    price_minor=spec.price_minor,
+                    price_minor=price,
                     cost_minor=0,
                     n_succeeded=0,
                     attempts=0,
@@ -136,7 +169,16 @@ class JobQueue:
             )
             if done is None:
                 return SettleOutcome(False)
-            await billing.settle(s, job.key_id, reserved=job.n, succeeded=ok)
+            if self.billing_enabled:
+                await billing.settle(
+                    s,
+                    key_id=job.key_id,
+                    user_id=job.user_id,
+                    job_id=job.id,
+                    reserved=job.n,
+                    succeeded=ok,
+                    price_minor=job.price_minor,
+                )
         self._notify(done)
         return SettleOutcome(True)
 
@@ -167,7 +209,16 @@ class JobQueue:
             )
             if job is None:
                 return SettleOutcome(False)
-            await billing.settle(s, job.key_id, reserved=job.n, succeeded=0)
+            if self.billing_enabled:
+                await billing.settle(
+                    s,
+                    key_id=job.key_id,
+                    user_id=job.user_id,
+                    job_id=job.id,
+                    reserved=job.n,
+                    succeeded=0,
+                    price_minor=job.price_minor,
+                )
         if worker_id is None and job.worker_id is not None:
             self.cancelled.add(job_id)
         self._notify(job)

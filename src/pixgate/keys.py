@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import or_, select, update
 
-from pixgate.db import ApiKey, Database, utcnow
+from pixgate.crypto import SecretBox
+from pixgate.db import ApiKey, Database, User, utcnow
 from pixgate.errors import PixgateError
 
 PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,23}$")
@@ -31,6 +34,42 @@ def display_form(raw: str, prefix: str) -> str:
     return f"{prefix}{body[:4]}…{body[-4:]}"
 
 
+def parse_networks(items: list[str]) -> list[str]:
+    """Validate addresses/CIDRs ('10.0.0.0/8', '2001:db8::1'); returns normalized strings."""
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an IP address or CIDR range") from exc
+    return out
+
+
+def ip_allowed(ip: str | None, allowed: list[str] | None) -> bool:
+    if not allowed:
+        return True
+    if ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net) for net in allowed)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """What a new key may do. Empty lists mean no restriction."""
+
+    name: str | None = None
+    image_cap: int | None = None
+    prefix: str = DEFAULT_PREFIX
+    expires_at: datetime | None = None
+    allowed_models: list[str] | None = None
+    allowed_ips: list[str] | None = None
+    with_secret: bool = False
+
+
 @dataclass(frozen=True)
 class CreatedKey:
     id: str
@@ -38,44 +77,63 @@ class CreatedKey:
     display: str
     name: str | None
     image_cap: int | None
+    user_id: str
+    secret: str | None = None  # the signing secret, shown once like the key
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request's key and account."""
+
+    key: ApiKey
+    user: User
 
 
 async def create_key(
-    db: Database,
-    name: str | None = None,
-    image_cap: int | None = None,
-    prefix: str = DEFAULT_PREFIX,
+    db: Database, user_id: str, spec: KeySpec, box: SecretBox | None = None
 ) -> CreatedKey:
-    if not PREFIX_RE.match(prefix):
+    if not PREFIX_RE.match(spec.prefix):
         raise ValueError("prefix must start with a letter and use 1-24 letters, digits, '-' or '_'")
-    if image_cap is not None and image_cap < 0:
+    if spec.image_cap is not None and spec.image_cap < 0:
         raise ValueError("image cap must be 0 or more")
-    raw = prefix + secrets.token_urlsafe(30)
+    allowed_ips = parse_networks(spec.allowed_ips) if spec.allowed_ips else None
+    secret = secrets.token_urlsafe(32) if spec.with_secret else None
+    if secret is not None and box is None:
+        raise ValueError("a signing secret needs the server master key")
+    raw = spec.prefix + secrets.token_urlsafe(30)
     row = ApiKey(
         id=uuid.uuid4().hex[:16],
-        name=name,
-        prefix=prefix,
+        user_id=user_id,
+        name=spec.name,
+        prefix=spec.prefix,
         key_hash=hash_key(raw),
-        display=display_form(raw, prefix),
-        image_cap=image_cap,
+        display=display_form(raw, spec.prefix),
+        image_cap=spec.image_cap,
         images_used=0,
         images_reserved=0,
         enabled=True,
         created_at=utcnow(),
+        expires_at=spec.expires_at,
+        allowed_models=spec.allowed_models or None,
+        allowed_ips=allowed_ips,
+        secret_enc=box.encrypt(secret) if secret is not None and box else None,
     )
     async with db.write() as s:
         s.add(row)
-    return CreatedKey(row.id, raw, row.display, name, image_cap)
+    return CreatedKey(row.id, raw, row.display, spec.name, spec.image_cap, user_id, secret)
 
 
-async def list_keys(db: Database) -> list[ApiKey]:
+async def list_keys(db: Database, user_id: str | None = None) -> list[ApiKey]:
+    stmt = select(ApiKey).order_by(ApiKey.created_at)
+    if user_id is not None:
+        stmt = stmt.where(ApiKey.user_id == user_id)
     async with db.read() as s:
-        return list((await s.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
+        return list((await s.scalars(stmt)).all())
 
 
-async def revoke_key(db: Database, key_or_id: str) -> ApiKey | None:
-    """Disable a key given the raw key, its id or its display form. None if no match."""
-    async with db.write() as s:
+async def find_key(db: Database, key_or_id: str) -> ApiKey:
+    """A key by its raw value, id or display form, or 404."""
+    async with db.read() as s:
         row = await s.scalar(
             select(ApiKey).where(
                 or_(
@@ -85,24 +143,69 @@ async def revoke_key(db: Database, key_or_id: str) -> ApiKey | None:
                 )
             )
         )
-        if row is None:
-            return None
+    if row is None:
+        raise PixgateError("key_not_found", args_={"key": key_or_id})
+    return row
+
+
+async def set_enabled(db: Database, key_or_id: str, enabled: bool) -> ApiKey:
+    """Disable (revoke) or re-enable a key."""
+    row = await find_key(db, key_or_id)
+    async with db.write() as s:
         await s.execute(
-            update(ApiKey).where(ApiKey.id == row.id).values(enabled=False, revoked_at=utcnow())
+            update(ApiKey)
+            .where(ApiKey.id == row.id)
+            .values(enabled=enabled, revoked_at=None if enabled else utcnow())
         )
-        row.enabled = False
-        return row
+    return await find_key(db, row.id)
 
 
-async def authenticate(db: Database, raw: str | None) -> ApiKey:
-    """The enabled key for `raw`, or a 401/403 PixgateError."""
+async def revoke_key(db: Database, key_or_id: str) -> ApiKey | None:
+    try:
+        return await set_enabled(db, key_or_id, False)
+    except PixgateError:
+        return None
+
+
+async def authenticate(db: Database, raw: str | None, ip: str | None = None) -> Caller:
+    """The key and account for `raw`, or a 401/403 PixgateError saying why not."""
     if not raw:
         raise PixgateError("missing_api_key")
     digest = hash_key(raw)
     async with db.read() as s:
-        row = await s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
-    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        found = (
+            await s.execute(
+                select(ApiKey, User)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.key_hash == digest)
+            )
+        ).first()
+    if found is None or not hmac.compare_digest(found[0].key_hash, digest):
         raise PixgateError("invalid_api_key")
-    if not row.enabled:
+    key, user = found
+    if not key.enabled:
         raise PixgateError("key_disabled")
-    return row
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        raise PixgateError(
+            "key_expired", args_={"expires": key.expires_at.isoformat(" ", "seconds")}
+        )
+    if not user.enabled:
+        raise PixgateError("account_disabled")
+    if not ip_allowed(ip, key.allowed_ips):
+        raise PixgateError("ip_not_allowed", args_={"ip": ip or "unknown"})
+    return Caller(key, user)
+
+
+async def authenticate_by_id(db: Database, key_id: str) -> Caller:
+    """The current rows of a key and its account (for usage figures after a job)."""
+    async with db.read() as s:
+        found = (
+            await s.execute(
+                select(ApiKey, User)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.id == key_id)
+            )
+        ).first()
+    if found is None:
+        raise PixgateError("key_not_found", args_={"key": key_id})
+    return Caller(*found)

@@ -8,15 +8,19 @@ from dataclasses import dataclass
 
 import structlog
 
-from pixgate import keys
+from pixgate import accounts, keys
 from pixgate.catalog import Catalog, ModelSpec
-from pixgate.db import ApiKey, Database, Job
+from pixgate.crypto import SecretBox
+from pixgate.db import Database, Job, User
 from pixgate.errors import PixgateError
-from pixgate.jobs import JobQueue
+from pixgate.jobs import Admission, JobQueue
+from pixgate.keys import Caller
 from pixgate.metrics import Metrics
+from pixgate.ratelimit import RateLimiter
 from pixgate.request import GenerationRequest
-from pixgate.settings import Settings
+from pixgate.settings import Plan, Settings
 from pixgate.storage import LocalStorage, load_or_create_secret
+from pixgate.usage import remaining_images
 
 log = structlog.get_logger("pixgate.service")
 
@@ -49,7 +53,15 @@ class Pixgate:
             else load_or_create_secret(settings.data_dir)
         )
         self.storage = LocalStorage(settings.files_dir, secret, settings.url_ttl_seconds)
-        self.queue = JobQueue(self.db, settings.max_queue)
+        self.queue = JobQueue(
+            self.db, settings.max_queue, settings.billing_enabled, settings.currency
+        )
+        self.box = SecretBox.for_data_dir(settings.data_dir, settings.master_key)
+        self.limiter = RateLimiter(
+            settings.redis_url,
+            settings.global_requests_per_second,
+            settings.unauthenticated_per_ip_per_minute,
+        )
         self.worker = None
         self._background: list[asyncio.Task] = []
         self.accepting = False
@@ -94,8 +106,45 @@ class Pixgate:
             await asyncio.sleep(self.settings.sweep_interval_seconds)
 
     # --- what dialects call ------------------------------------------------------------
-    async def authenticate(self, raw_key: str | None) -> ApiKey:
-        return await keys.authenticate(self.db, raw_key)
+    async def authenticate(self, raw_key: str | None, ip: str | None = None) -> Caller:
+        """The caller's key and account. An IP that keeps failing gets 429 before its keys
+        are even looked at."""
+        await self.limiter.check_ip(ip)
+        try:
+            return await keys.authenticate(self.db, raw_key, ip)
+        except PixgateError as exc:
+            if exc.status == 401:
+                await self.limiter.failed_auth(ip)
+            raise
+
+    def plan(self, user: User) -> tuple[str, Plan]:
+        """The user's plan, or the default plan if theirs is no longer configured."""
+        name = user.plan if user.plan in self.settings.plans else self.settings.default_plan
+        return name, self.settings.plans[name]
+
+    def new_user_grant(self) -> int:
+        """Minor units a new user starts with: free_grant_images at the default price."""
+        return self.settings.free_grant_images * self.default_model().price_minor
+
+    async def create_user(
+        self, name: str, role: str = "user", plan: str | None = None, actor: str | None = None
+    ) -> User:
+        plan = plan or self.settings.default_plan
+        if plan not in self.settings.plans:
+            raise ValueError(f"plan must be one of {', '.join(self.settings.plans)}")
+        return await accounts.create_user(
+            self.db, accounts.NewUser(name, role, plan, self.new_user_grant()), actor
+        )
+
+    async def api_usage(self, key_id: str, spec: ModelSpec) -> dict[str, int | None]:
+        """seed 000's api_usage for a key: images used, and how many its cap and the
+        account's balance still allow at this model's price (None: unlimited)."""
+        caller = await keys.authenticate_by_id(self.db, key_id)
+        price = spec.price_minor if self.settings.billing_enabled else 0
+        return {
+            "used_images": caller.key.images_used,
+            "remaining_images": remaining_images(caller.key, caller.user, price),
+        }
 
     def model(self, name: str) -> ModelSpec:
         spec = self.catalog.get(name)
@@ -111,13 +160,24 @@ class Pixgate:
         return self.catalog.default()
 
     async def generate(
-        self, key: ApiKey, req: GenerationRequest, request_id: str | None = None
+        self, caller: Caller, req: GenerationRequest, request_id: str | None = None
     ) -> GenerationResult:
-        """Admit, queue and wait for the job; raise PixgateError on any failure."""
+        """Admit (rate limit, model allow-list, in-flight limit, cap and credit), queue and
+        wait for the job; raise PixgateError on any failure."""
         if not self.accepting:
             raise PixgateError("shutting_down", headers={"Retry-After": "5"})
         spec = self.model(req.model)
-        job_id = await self.queue.enqueue(req, spec, key.id, request_id)
+        allowed = caller.key.allowed_models
+        if allowed and spec.name not in allowed:
+            raise PixgateError(
+                "model_not_allowed",
+                param="model",
+                args_={"model": spec.name, "allowed": ", ".join(allowed)},
+            )
+        plan_name, plan = self.plan(caller.user)
+        await self.limiter.check_request(caller.key.id, plan_name, plan)
+        who = Admission(caller.key, plan_name, plan.concurrency)
+        job_id = await self.queue.enqueue(req, spec, who, request_id)
         timeout = self.settings.generation_timeout_seconds
         # With a worker in this process, results arrive by hand-over; polling is only for
         # workers elsewhere, so it can start slow.

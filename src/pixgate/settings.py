@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,24 @@ from pixgate.catalog import ModelSpec
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("PIXGATE_DATA_DIR", "./pixgate-data"))
+
+
+class Plan(BaseModel):
+    """Limits for a plan; None means unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_second: int | None = Field(default=None, ge=1)
+    requests_per_day: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1, description="In-flight jobs per account.")
+
+
+def default_plans() -> dict[str, Plan]:
+    # seed 003: free users 1 request/s and 10000 requests/day; paying users unlimited.
+    return {
+        "free": Plan(requests_per_second=1, requests_per_day=10000, concurrency=2),
+        "paid": Plan(),
+    }
 
 
 class Settings(BaseSettings):
@@ -78,6 +96,28 @@ class Settings(BaseSettings):
     max_loaded_pipelines: int = Field(default=2, ge=1)
     torch_threads: int | None = Field(default=None, ge=1)
 
+    currency: str = Field(default="CNY", min_length=3, max_length=8)
+    billing_enabled: bool = Field(
+        default=True, description="Charge credit and enforce caps (off only for benchmarks)."
+    )
+    free_grant_images: int = Field(
+        default=30, ge=0, description="New users get this many images at the default price."
+    )
+    default_plan: str = "free"
+    plans: dict[str, Plan] = Field(default_factory=default_plans)
+    redis_url: str | None = Field(
+        default=None, description="redis://... for rate limits shared by all API nodes."
+    )
+    global_requests_per_second: int | None = Field(default=None, ge=1)
+    unauthenticated_per_ip_per_minute: int | None = Field(
+        default=30, ge=1, description="Failed-auth requests an IP may make per minute."
+    )
+    master_key: str | None = Field(
+        default=None,
+        description="Fernet key that encrypts key signing secrets; default: generated in the "
+        "data dir. Every node must share it.",
+    )
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -89,6 +129,13 @@ class Settings(BaseSettings):
         if dupes:
             raise ValueError(f"duplicate model names in [[models]]: {', '.join(dupes)}")
         return models
+
+    @model_validator(mode="after")
+    def _known_plan(self) -> Settings:
+        if self.default_plan not in self.plans:
+            known = ", ".join(self.plans)
+            raise ValueError(f"default_plan {self.default_plan!r} is not one of plans: {known}")
+        return self
 
     @property
     def db_url(self) -> str:

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixgate import __version__
-from pixgate.api import files, ops
+from pixgate.api import account, admin, files, ops
 from pixgate.api.context import language, request_id
 from pixgate.api.dialects import openai
 from pixgate.api.middleware import RequestContextMiddleware
@@ -89,6 +89,8 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
         return render(request, PixgateError("internal_error", args_={"request_id": rid}))
 
     app.include_router(openai.router)
+    app.include_router(account.router)
+    app.include_router(admin.router)
     app.include_router(files.router)
     app.include_router(ops.router)
     app.add_middleware(RequestContextMiddleware, metrics=core.metrics, on_crash=_crash_response)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from pixgate.errors import pick_language
+from pixgate.errors import PixgateError, pick_language
+from pixgate.keys import Caller
 from pixgate.service import Pixgate
 
 
@@ -32,3 +33,20 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def authenticated(request: Request) -> Caller:
+    """The Bearer key's caller (401/403/429 otherwise)."""
+    return await core(request).authenticate(bearer_token(request), client_ip(request))
+
+
+async def admin(request: Request) -> Caller:
+    """Like `authenticated`, and the account must have the admin role."""
+    caller = await authenticated(request)
+    if caller.user.role != "admin":
+        raise PixgateError("admin_required")
+    return caller

@@ -1,4 +1,13 @@
 from pixgate.db.database import Database
-from pixgate.db.tables import ApiKey, Base, Job, utcnow
+from pixgate.db.tables import ApiKey, Base, Job, LedgerEntry, RedemptionCode, User, utcnow
 
-__all__ = ["ApiKey", "Base", "Database", "Job", "utcnow"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Database",
+    "Job",
+    "LedgerEntry",
+    "RedemptionCode",
+    "User",
+    "utcnow",
+]

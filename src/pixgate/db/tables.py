@@ -29,10 +29,57 @@ class Base(DeclarativeBase):
     pass
 
 
+class User(Base):
+    """An account: owns keys and a balance. `balance_minor` always equals the sum of the
+    user's ledger entries (checked by `pixgate audit`)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="user")  # user | admin
+    plan: Mapped[str] = mapped_column(String(32), default="free")
+    balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LedgerEntry(Base):
+    """Append-only. Kinds: grant, topup, redemption, reserve, refund, charge, adjust."""
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RedemptionCode(Base):
+    __tablename__ = "redemption_codes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    display: Mapped[str] = mapped_column(String(40))
+    batch: Mapped[str] = mapped_column(String(32), index=True)
+    value_minor: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    redeemed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    redeemed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(32))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
@@ -43,6 +90,10 @@ class ApiKey(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
+    allowed_ips: Mapped[list[str] | None] = mapped_column(JSON)  # addresses or CIDRs
+    secret_enc: Mapped[str | None] = mapped_column(Text)  # Fernet, server master key
 
 
 class Job(Base):
@@ -51,6 +102,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(32), index=True)
     request_id: Mapped[str | None] = mapped_column(String(128))
     model: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pixgate.api.context import bearer_token, core, public_base, request_id
+from pixgate.api.context import authenticated, core, public_base, request_id
 from pixgate.api.validation import parse_json_object, validate
 from pixgate.errors import PixgateError
 from pixgate.request import MAX_SEED
@@ -83,10 +83,6 @@ def _pick(a: Any, b: Any, names: tuple[str, str]) -> Any:
     return a if a is not None else b
 
 
-async def _authenticated(request: Request, app_core: Pixgate):
-    return await app_core.authenticate(bearer_token(request))
-
-
 @router.post(
     "/v1/images/generations",
     summary="Create images from a prompt",
@@ -99,7 +95,7 @@ async def _authenticated(request: Request, app_core: Pixgate):
 )
 async def create_images(request: Request) -> JSONResponse:
     app_core = core(request)
-    key = await _authenticated(request, app_core)
+    caller = await authenticated(request)
     body = validate(ImageGenerationRequest, parse_json_object(await request.body()))
     spec = app_core.model(body.model) if body.model else app_core.default_model()
     size = _pick(body.size, body.image_size, ("size", "image_size"))
@@ -123,7 +119,7 @@ async def create_images(request: Request) -> JSONResponse:
         user=body.user,
         names=names,
     )
-    result = await app_core.generate(key, req, request_id(request))
+    result = await app_core.generate(caller, req, request_id(request))
     return JSONResponse(_render(request, app_core, result, body.response_format or "url"))
 
 
@@ -151,7 +147,7 @@ def _render(request: Request, app_core: Pixgate, result: GenerationResult, fmt: 
 @router.get("/v1/models", summary="List the model catalog")
 async def list_models(request: Request) -> JSONResponse:
     app_core = core(request)
-    await _authenticated(request, app_core)
+    await authenticated(request)
     data = [
         {
             "id": m.name,
