@@ -158,6 +158,8 @@ class JobQueue:
                 .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
                 .values(
                     status="succeeded" if ok else "failed",
+                    error_code=None if ok else "generation_failed",
+                    error_message=None if ok else "no image could be produced",
                     images=images,
                     n_succeeded=ok,
                     cost_minor=ok * job.price_minor,

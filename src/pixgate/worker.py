@@ -211,12 +211,25 @@ class Worker:
                 except Exception as exc:  # reported again, per job, if it persists
                     log.warning("preload failed", model=spec.name, error=str(exc))
 
-    def _store(self, job_id: str, req: GenerationRequest, pil_images: list[Any]) -> list[dict]:
+    def _store(
+        self, job_id: str, req: GenerationRequest, pil_images: list[Any | None]
+    ) -> list[dict]:
+        """Encode and save each produced image. An image the engine could not produce
+        (None) or that fails to encode is left out: it is neither returned nor charged."""
         stored = []
         for i, (image, seed) in enumerate(zip(pil_images, req.image_seeds(), strict=True)):
-            data = encode_image(
-                image, req.output_format, self.settings.png_compress_level, req.output_compression
-            )
+            if image is None:
+                continue
+            try:
+                data = encode_image(
+                    image,
+                    req.output_format,
+                    self.settings.png_compress_level,
+                    req.output_compression,
+                )
+            except (OSError, ValueError):
+                log.exception("encoding an image failed", job_id=job_id, index=i)
+                continue
             ext = "jpg" if req.output_format == "jpeg" else req.output_format
             file = self.storage.save(f"{job_id}-{i}.{ext}", data)
             stored.append(

@@ -17,7 +17,7 @@ StepCallback = Callable[[int, int], None]
 
 @dataclass
 class EngineResult:
-    images: list[Any]  # PIL images, image i drawn from seed + i
+    images: list[Any | None]  # PIL images, image i drawn from seed + i; None = not produced
     inference_seconds: float
 
 
