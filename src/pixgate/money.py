@@ -18,4 +18,8 @@ def to_minor(amount: Decimal | int | str) -> int:
 
 
 def from_minor(minor: int) -> Decimal:
-    return (Decimal(minor) / MINOR_PER_UNIT).normalize()
+    """Minor units -> currency, without trailing zeros or exponents ('10', '0.4')."""
+    value = Decimal(minor) / MINOR_PER_UNIT
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
