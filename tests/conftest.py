@@ -146,6 +146,14 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    from tests.services import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
 @pytest.fixture
 def postgres_url(postgres_server) -> str:
     from tests.services import create_database

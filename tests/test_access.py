@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import httpx
+import pytest
 
 from pixgate.db import utcnow
 from tests.conftest import GENERATIONS, SMALL_REQUEST, generate
@@ -250,3 +251,19 @@ def test_usage_endpoint(make_server):
         assert _code(bad, 400) == "invalid_value" and "group_by" in bad.text
         bad = c.get("/v1/usage", params={"start": "2026-12-01", "end": "2026-11-01"})
         assert _code(bad, 400) == "invalid_value"
+
+
+@pytest.mark.redis
+def test_rate_limit_shared_between_nodes_through_redis(make_server, redis_url, tmp_path):
+    """Two API nodes with one Redis: a free key's 1 request/s holds across both."""
+    a = make_server(redis_url=redis_url)
+    b = make_server(
+        redis_url=redis_url, data_dir=tmp_path / "node-b", database_url=a.settings.db_url
+    )
+    k = a.create_key(plan="free")
+    with a.client(k) as ca, b.client(k) as cb:
+        assert generate(ca).status_code == 200
+        r = generate(cb)
+        assert _code(r, 429) == "rate_limited" and r.headers["retry-after"]
+        time.sleep(1.1)
+        assert generate(cb).status_code == 200

@@ -120,7 +120,8 @@ def credit_grant(
     data_dir: DataDirOpt = None,
     kind: Annotated[str, typer.Option(help="grant, topup or adjust.")] = "grant",
 ) -> None:
-    """Add (or, with --kind adjust, remove) credit."""
+    """Add (or, with --kind adjust, remove) credit. Put `--` before a negative amount:
+    `pixgate credit grant --kind adjust --reason "refund" -- alice -2.5`."""
     from pixgate import accounts
     from pixgate.money import from_minor
 

@@ -36,7 +36,10 @@ class RateLimiter:
         global_per_second: int | None = None,
         unauthenticated_per_minute: int | None = None,
     ):
-        self.storage = storage_from_string(storage_uri(redis_url))
+        uri = storage_uri(redis_url)
+        # limits' async Redis storage defaults to coredis; we ship redis-py instead.
+        options = {"implementation": "redispy"} if "redis" in uri.split("://")[0] else {}
+        self.storage = storage_from_string(uri, **options)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.global_item = RateLimitItemPerSecond(global_per_second) if global_per_second else None
         self.ip_item = (
