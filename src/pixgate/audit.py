@@ -48,7 +48,7 @@ async def audit(db: Database) -> list[str]:
             expected_cost = job.n_succeeded * job.price_minor
             if job.key_id is not None:
                 used[job.key_id] += job.n_succeeded
-                if not job.finished:
+                if not job.finished and job.cap_reserved:
                     reserved[job.key_id] += job.n
             if job.finished:
                 if job.cost_minor != expected_cost:

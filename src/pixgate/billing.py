@@ -11,11 +11,17 @@ from __future__ import annotations
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pixgate.db import ApiKey, LedgerEntry, User
+from pixgate.db import ApiKey, LedgerEntry, User, utcnow
 from pixgate.errors import PixgateError
 from pixgate.money import from_minor
 
 KINDS = ("grant", "topup", "redemption", "reserve", "refund", "charge", "adjust")
+
+# Core tables, not ORM entities: these statements run on every request, and the ORM's
+# bulk-update bookkeeping would only add cost here.
+_users = User.__table__
+_keys = ApiKey.__table__
+_ledger = LedgerEntry.__table__
 
 
 async def post(
@@ -38,27 +44,48 @@ async def post(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown ledger kind {kind}")
-    stmt = update(User).where(User.id == user_id)
-    if require_funds and amount_minor < 0:
-        stmt = stmt.where(User.balance_minor >= -amount_minor)
-    balance = await session.scalar(
-        stmt.values(balance_minor=User.balance_minor + amount_minor).returning(User.balance_minor)
-    )
+    balance = await _move(session, user_id, amount_minor, require_funds)
     if balance is None:
         return None
-    await session.execute(
-        insert(LedgerEntry).values(
-            user_id=user_id,
-            kind=kind,
-            amount_minor=amount_minor,
-            balance_after=balance,
-            job_id=job_id,
-            key_id=key_id,
-            reason=reason,
-            actor=actor,
-        )
+    conn = await session.connection()
+    await conn.execute(
+        insert(_ledger), _entry(user_id, kind, amount_minor, job_id, key_id, reason, actor)
     )
     return balance
+
+
+async def _move(
+    session: AsyncSession, user_id: str, amount: int, require_funds: bool = False
+) -> int | None:
+    """Add `amount` to the balance; with `require_funds`, only if it stays >= 0."""
+    stmt = update(_users).where(_users.c.id == user_id)
+    if require_funds and amount < 0:
+        stmt = stmt.where(_users.c.balance_minor >= -amount)
+    conn = await session.connection()
+    return await conn.scalar(
+        stmt.values(balance_minor=_users.c.balance_minor + amount).returning(_users.c.balance_minor)
+    )
+
+
+def _entry(
+    user_id: str,
+    kind: str,
+    amount: int,
+    job_id: str | None = None,
+    key_id: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> dict:
+    return {
+        "user_id": user_id,
+        "kind": kind,
+        "amount_minor": amount,
+        "job_id": job_id,
+        "key_id": key_id,
+        "reason": reason,
+        "actor": actor,
+        "created_at": utcnow(),
+    }
 
 
 async def reserve(
@@ -68,18 +95,30 @@ async def reserve(
     price_minor: int,
     job_id: str,
     currency: str = "CNY",
-) -> None:
+) -> bool:
     """Reserve `n` images of the key's cap and `n x price` of the account's credit, or raise
-    429 saying which ran out. Both conditions live in the UPDATEs themselves."""
-    result = await session.execute(
-        update(ApiKey)
+    429 saying which ran out. Both conditions live in the UPDATEs themselves.
+
+    Returns whether cap images were reserved: a key without a cap (at admission) needs no
+    cap bookkeeping, which saves a statement on the hot path.
+    """
+    conn = await session.connection()
+    if key.image_cap is not None:
+        await _reserve_cap(session, conn, key, n)
+    await _reserve_credit(session, conn, key, n, price_minor, job_id, currency)
+    return key.image_cap is not None
+
+
+async def _reserve_cap(session: AsyncSession, conn, key: ApiKey, n: int) -> None:
+    k = _keys.c
+    result = await conn.execute(
+        update(_keys)
         .where(
-            ApiKey.id == key.id,
-            ApiKey.enabled.is_(True),
-            (ApiKey.image_cap.is_(None))
-            | (ApiKey.images_used + ApiKey.images_reserved + n <= ApiKey.image_cap),
+            k.id == key.id,
+            k.enabled.is_(True),
+            (k.image_cap.is_(None)) | (k.images_used + k.images_reserved + n <= k.image_cap),
         )
-        .values(images_reserved=ApiKey.images_reserved + n)
+        .values(images_reserved=k.images_reserved + n)
     )
     if result.rowcount != 1:
         row = await session.scalar(select(ApiKey).where(ApiKey.id == key.id))
@@ -93,30 +132,40 @@ async def reserve(
                 "requested": n,
             },
         )
+
+
+async def _reserve_credit(
+    session: AsyncSession,
+    conn,
+    key: ApiKey,
+    n: int,
+    price_minor: int,
+    job_id: str,
+    currency: str,
+) -> None:
     cost = n * price_minor
     if cost == 0:
         return
-    balance = await post(
-        session,
-        key.user_id,
-        -cost,
-        "reserve",
-        job_id=job_id,
-        key_id=key.id,
-        require_funds=True,
+    u = _users.c
+    taken = await conn.execute(
+        update(_users)
+        .where(u.id == key.user_id, u.balance_minor >= cost)
+        .values(balance_minor=u.balance_minor - cost)
     )
-    if balance is None:
-        current = await session.scalar(select(User.balance_minor).where(User.id == key.user_id))
-        raise PixgateError(
-            "insufficient_credit",
-            args_={
-                "requested": n,
-                "price": from_minor(price_minor),
-                "cost": from_minor(cost),
-                "balance": from_minor(current or 0),
-                "currency": currency,
-            },
-        )
+    if taken.rowcount == 1:
+        await conn.execute(insert(_ledger), _entry(key.user_id, "reserve", -cost, job_id, key.id))
+        return
+    current = await session.scalar(select(User.balance_minor).where(User.id == key.user_id))
+    raise PixgateError(
+        "insufficient_credit",
+        args_={
+            "requested": n,
+            "price": from_minor(price_minor),
+            "cost": from_minor(cost),
+            "balance": from_minor(current or 0),
+            "currency": currency,
+        },
+    )
 
 
 async def settle(
@@ -128,23 +177,34 @@ async def settle(
     reserved: int,
     succeeded: int,
     price_minor: int,
+    cap_reserved: bool = True,
 ) -> None:
     """Charge `succeeded` images and return the whole reservation, in the caller's
     transaction (the one that marks the job finished)."""
     if key_id is None:
         return
-    await session.execute(
-        update(ApiKey)
-        .where(ApiKey.id == key_id)
+    k = _keys.c
+    conn = await session.connection()
+    await conn.execute(
+        update(_keys)
+        .where(k.id == key_id)
         .values(
-            images_used=ApiKey.images_used + succeeded,
-            images_reserved=ApiKey.images_reserved - reserved,
+            images_used=k.images_used + succeeded,
+            images_reserved=k.images_reserved - (reserved if cap_reserved else 0),
         )
     )
     if user_id is None or price_minor == 0:
         return
-    await post(session, user_id, reserved * price_minor, "refund", job_id=job_id, key_id=key_id)
-    if succeeded:
-        await post(
-            session, user_id, -succeeded * price_minor, "charge", job_id=job_id, key_id=key_id
+    # One balance update for the net amount (none when every image succeeded), then both
+    # ledger rows in one insert.
+    refund, charge = reserved * price_minor, succeeded * price_minor
+    if refund != charge:
+        await conn.execute(
+            update(_users)
+            .where(_users.c.id == user_id)
+            .values(balance_minor=_users.c.balance_minor + (refund - charge))
         )
+    rows = [_entry(user_id, "refund", refund, job_id, key_id)]
+    if charge:
+        rows.append(_entry(user_id, "charge", -charge, job_id, key_id))
+    await conn.execute(insert(_ledger), rows if len(rows) > 1 else rows[0])

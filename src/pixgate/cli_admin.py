@@ -174,14 +174,13 @@ def ledger(
         user_id = (await accounts.get_user(core.db, user)).id if user else None
         return await accounts.ledger(core.db, user_id, limit)
 
-    table = Table("id", "user", "kind", "amount", "balance", "job", "reason", "when")
+    table = Table("id", "user", "kind", "amount", "job", "reason", "when")
     for e in run_with_core(settings, rows):
         table.add_row(
             str(e.id),
             e.user_id,
             e.kind,
             str(from_minor(e.amount_minor)),
-            str(from_minor(e.balance_after)),
             e.job_id or "",
             e.reason or "",
             e.created_at.isoformat(" ", "seconds"),

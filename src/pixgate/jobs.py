@@ -86,8 +86,9 @@ class JobQueue:
                         args_={"limit": who.concurrency, "plan": who.plan},
                         headers={"Retry-After": "1"},
                     )
+            cap_reserved = False
             if key is not None and self.billing_enabled:
-                await billing.reserve(s, key, req.n, price, job_id, self.currency)
+                cap_reserved = await billing.reserve(s, key, req.n, price, job_id, self.currency)
             await s.execute(
                 insert(Job).values(
                     id=job_id,
@@ -101,6 +102,7 @@ class JobQueue:
                     n=req.n,
                     seed=req.seed,
                     price_minor=price,
+                    cap_reserved=cap_reserved,
                     cost_minor=0,
                     n_succeeded=0,
                     attempts=0,
@@ -180,6 +182,7 @@ class JobQueue:
                     reserved=job.n,
                     succeeded=ok,
                     price_minor=job.price_minor,
+                    cap_reserved=job.cap_reserved,
                 )
         self._notify(done)
         return SettleOutcome(True)
@@ -220,6 +223,7 @@ class JobQueue:
                     reserved=job.n,
                     succeeded=0,
                     price_minor=job.price_minor,
+                    cap_reserved=job.cap_reserved,
                 )
         if worker_id is None and job.worker_id is not None:
             self.cancelled.add(job_id)

@@ -234,7 +234,6 @@ async def ledger(
                 "user_id": e.user_id,
                 "kind": e.kind,
                 "amount": str(from_minor(e.amount_minor)),
-                "balance_after": str(from_minor(e.balance_after)),
                 "job_id": e.job_id,
                 "key_id": e.key_id,
                 "reason": e.reason,

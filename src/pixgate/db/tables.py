@@ -53,7 +53,6 @@ class LedgerEntry(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
-    balance_after: Mapped[int] = mapped_column(BigInteger)
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     key_id: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
@@ -112,6 +111,8 @@ class Job(Base):
     n: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int] = mapped_column(BigInteger)
     price_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Whether admission reserved images of the key's cap (keys without a cap skip it).
+    cap_reserved: Mapped[bool] = mapped_column(Boolean, default=False)
     cost_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     n_succeeded: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

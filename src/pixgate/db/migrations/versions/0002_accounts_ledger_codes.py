@@ -36,7 +36,6 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(32), sa.ForeignKey("users.id"), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("amount_minor", sa.BigInteger, nullable=False),
-        sa.Column("balance_after", sa.BigInteger, nullable=False),
         sa.Column("job_id", sa.String(32)),
         sa.Column("key_id", sa.String(32)),
         sa.Column("reason", sa.Text),
@@ -69,6 +68,10 @@ def upgrade() -> None:
         batch.create_foreign_key("fk_api_keys_user_id", "users", ["user_id"], ["id"])
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("user_id", sa.String(32)))
+        # jobs admitted before this revision reserved cap images
+        batch.add_column(
+            sa.Column("cap_reserved", sa.Boolean, nullable=False, server_default=sa.true())
+        )
         batch.create_index("ix_jobs_user_id", ["user_id"])
 
     conn = op.get_bind()
@@ -93,6 +96,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_index("ix_jobs_user_id")
+        batch.drop_column("cap_reserved")
         batch.drop_column("user_id")
     with op.batch_alter_table("api_keys") as batch:
         batch.drop_constraint("fk_api_keys_user_id", type_="foreignkey")

@@ -1,0 +1,124 @@
+"""What billing adds to a request: admission (in-flight check, cap and credit reservation,
+ledger row, job insert) plus settle (charge, refund, ledger rows, job update), against the
+same queue operations with billing disabled, in the same run.
+
+    .venv/bin/python bench/billing_overhead.py                # SQLite and PostgreSQL
+    .venv/bin/python bench/billing_overhead.py --only sqlite
+
+PostgreSQL is started from Debian's packages (scripts/services installs them) in a
+temporary folder, as the tests do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from pixgate import accounts, keys  # noqa: E402
+from pixgate.catalog import ModelSpec  # noqa: E402
+from pixgate.db import Database  # noqa: E402
+from pixgate.jobs import Admission, JobQueue  # noqa: E402
+from pixgate.request import GenerationRequest  # noqa: E402
+
+SPEC = ModelSpec(
+    name="paid",
+    source="builtin:tiny-sd",
+    price=Decimal("0.2"),
+    sizes=["64x64"],
+    default_size="64x64",
+)
+REQ = GenerationRequest(
+    model="paid", prompt="p", width=64, height=64, n=2, seed=1, steps=1, guidance=7.5
+)
+IMAGES = [{"path": "x", "expires": 0, "seed": 1, "format": "png"}] * 2
+
+
+async def _queue(url: str, billing: bool) -> tuple[JobQueue, Admission]:
+    db = Database(url)
+    await db.migrate()
+    user = await accounts.create_user(
+        db, accounts.NewUser(f"bench-{billing}", plan="paid", grant_minor=10**12)
+    )
+    made = await keys.create_key(db, user.id, keys.KeySpec(image_cap=10**9))
+    key = (await keys.authenticate(db, made.key)).key
+    return JobQueue(db, max_queue=10**6, billing_enabled=billing), Admission(key, "paid")
+
+
+async def _one(queue: JobQueue, who: Admission) -> float:
+    start = time.perf_counter()
+    job_id = await queue.enqueue(REQ, SPEC, who, None)
+    job = await queue.claim("bench", 30)
+    assert job is not None and job.id == job_id
+    outcome = await queue.succeed(job, "bench", IMAGES, 0.0)
+    assert outcome.settled
+    return time.perf_counter() - start
+
+
+async def measure(url_on: str, url_off: str, requests: int) -> dict:
+    on, who_on = await _queue(url_on, True)
+    off, who_off = await _queue(url_off, False)
+    for _ in range(20):  # warm both
+        await _one(on, who_on)
+        await _one(off, who_off)
+    t_on, t_off = [], []
+    for _ in range(requests):  # alternate so drift hits both sides
+        t_on.append(await _one(on, who_on))
+        t_off.append(await _one(off, who_off))
+    await on.db.dispose()
+    await off.db.dispose()
+    p50_on, p50_off = statistics.median(t_on), statistics.median(t_off)
+    return {
+        "p50_on_ms": p50_on * 1000,
+        "p50_off_ms": p50_off * 1000,
+        "added_ms": (p50_on - p50_off) * 1000,
+        "ratio": p50_on / p50_off,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--only", choices=["sqlite", "postgres"])
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "sqlite"):
+            rows.append(
+                (
+                    "SQLite",
+                    asyncio.run(
+                        measure(
+                            f"sqlite+aiosqlite:///{tmp}/on.db",
+                            f"sqlite+aiosqlite:///{tmp}/off.db",
+                            args.requests,
+                        )
+                    ),
+                )
+            )
+        if args.only in (None, "postgres"):
+            from tests.services import create_database, postgres_cluster
+
+            with postgres_cluster() as server:
+                on, off = asyncio.run(create_database(server)), asyncio.run(create_database(server))
+                rows.append(("PostgreSQL", asyncio.run(measure(on, off, args.requests))))
+    print(f"admission + settle per request (n=2 images, {args.requests} requests, p50)")
+    print(f"{'database':12} {'billing on':>11} {'billing off':>12} {'added':>9} {'ratio':>7}")
+    for name, r in rows:
+        print(
+            f"{name:12} {r['p50_on_ms']:9.2f}ms {r['p50_off_ms']:10.2f}ms "
+            f"{r['added_ms']:7.2f}ms {r['ratio']:7.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
