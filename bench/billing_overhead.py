@@ -43,13 +43,13 @@ REQ = GenerationRequest(
 IMAGES = [{"path": "x", "expires": 0, "seed": 1, "format": "png"}] * 2
 
 
-async def _queue(url: str, billing: bool) -> tuple[JobQueue, Admission]:
+async def _queue(url: str, billing: bool, cap: int | None) -> tuple[JobQueue, Admission]:
     db = Database(url)
     await db.migrate()
     user = await accounts.create_user(
         db, accounts.NewUser(f"bench-{billing}", plan="paid", grant_minor=10**12)
     )
-    made = await keys.create_key(db, user.id, keys.KeySpec(image_cap=10**9))
+    made = await keys.create_key(db, user.id, keys.KeySpec(image_cap=cap))
     key = (await keys.authenticate(db, made.key)).key
     return JobQueue(db, max_queue=10**6, billing_enabled=billing), Admission(key, "paid")
 
@@ -64,9 +64,9 @@ async def _one(queue: JobQueue, who: Admission) -> float:
     return time.perf_counter() - start
 
 
-async def measure(url_on: str, url_off: str, requests: int) -> dict:
-    on, who_on = await _queue(url_on, True)
-    off, who_off = await _queue(url_off, False)
+async def measure(url_on: str, url_off: str, requests: int, cap: int | None) -> dict:
+    on, who_on = await _queue(url_on, True, cap)
+    off, who_off = await _queue(url_off, False, cap)
     for _ in range(20):  # warm both
         await _one(on, who_on)
         await _one(off, who_off)
@@ -91,31 +91,28 @@ def main() -> None:
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     args = parser.parse_args()
     rows = []
+    caps = (("no cap", None), ("capped", 10**9))
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "sqlite"):
-            rows.append(
-                (
-                    "SQLite",
-                    asyncio.run(
-                        measure(
-                            f"sqlite+aiosqlite:///{tmp}/on.db",
-                            f"sqlite+aiosqlite:///{tmp}/off.db",
-                            args.requests,
-                        )
-                    ),
-                )
-            )
+            for label, cap in caps:
+                on = f"sqlite+aiosqlite:///{tmp}/on-{label[:2]}.db"
+                off = f"sqlite+aiosqlite:///{tmp}/off-{label[:2]}.db"
+                result = asyncio.run(measure(on, off, args.requests, cap))
+                rows.append((f"SQLite, {label}", result))
         if args.only in (None, "postgres"):
             from tests.services import create_database, postgres_cluster
 
             with postgres_cluster() as server:
-                on, off = asyncio.run(create_database(server)), asyncio.run(create_database(server))
-                rows.append(("PostgreSQL", asyncio.run(measure(on, off, args.requests))))
+                for label, cap in caps:
+                    on = asyncio.run(create_database(server))
+                    off = asyncio.run(create_database(server))
+                    result = asyncio.run(measure(on, off, args.requests, cap))
+                    rows.append((f"PostgreSQL, {label}", result))
     print(f"admission + settle per request (n=2 images, {args.requests} requests, p50)")
-    print(f"{'database':12} {'billing on':>11} {'billing off':>12} {'added':>9} {'ratio':>7}")
+    print(f"{'database, key':20} {'billing on':>11} {'billing off':>12} {'added':>9} {'ratio':>7}")
     for name, r in rows:
         print(
-            f"{name:12} {r['p50_on_ms']:9.2f}ms {r['p50_off_ms']:10.2f}ms "
+            f"{name:20} {r['p50_on_ms']:9.2f}ms {r['p50_off_ms']:10.2f}ms "
             f"{r['added_ms']:7.2f}ms {r['ratio']:7.3f}"
         )
 
