@@ -242,20 +242,38 @@ def test_users_credit_codes_ledger_audit(tmp_path):
     assert user["plan"] == "paid"
     dup = cli("users", "create", "alice", *data, check=False)
     assert dup.returncode == 2 and "already exists" in dup.stderr
-    assert "balance 12.5" in cli("credit", "grant", "alice", "12.5", "--reason", "welcome",
-                                 *data).stdout
-    neg = cli("credit", "grant", "--kind", "adjust", "--reason", "x", *data, "--", "alice",
-              "-100", check=False)
+    assert (
+        "balance 12.5"
+        in cli("credit", "grant", "alice", "12.5", "--reason", "welcome", *data).stdout
+    )
+    neg = cli(
+        "credit",
+        "grant",
+        "--kind",
+        "adjust",
+        "--reason",
+        "x",
+        *data,
+        "--",
+        "alice",
+        "-100",
+        check=False,
+    )
     assert neg.returncode == 2 and "below zero" in neg.stderr
-    made = json.loads(cli("keys", "create", "--user", "alice", "--images", "3", "--secret",
-                          "--json", *data).stdout)
+    made = json.loads(
+        cli(
+            "keys", "create", "--user", "alice", "--images", "3", "--secret", "--json", *data
+        ).stdout
+    )
     assert made["user_id"] == user["id"] and made["signing_secret"]
-    codes = json.loads(cli("codes", "mint", "--count", "2", "--value", "1.5", "--json",
-                           *data).stdout)["codes"]
+    codes = json.loads(
+        cli("codes", "mint", "--count", "2", "--value", "1.5", "--json", *data).stdout
+    )["codes"]
     assert len(codes) == 2 and all(c.startswith("PG-") for c in codes)
     listed = cli("users", "list", *data).stdout
     assert "alice" in listed and "12.5" in listed
     assert "welcome" in cli("ledger", "--user", "alice", *data).stdout
+    assert "status" in cli("jobs", "--user", "alice", *data).stdout
     assert "audit clean" in cli("audit", *data).stdout
 
     # Money moved behind the ledger's back is caught, with a non-zero exit.

@@ -201,3 +201,44 @@ def audit(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
             err_console.print(f"[red]MISMATCH[/red] {p}")
         raise typer.Exit(1)
     console.print("audit clean: balances equal their ledgers, jobs equal their charges")
+
+
+@app.command()
+def jobs(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user (name or id).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+) -> None:
+    """Show jobs, newest first."""
+    from sqlalchemy import select
+
+    from pixgate import accounts
+    from pixgate.db import Job
+    from pixgate.money import from_minor
+
+    settings = _settings(config, data_dir)
+
+    async def rows(core):
+        stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(Job.status == status)
+        if user:
+            stmt = stmt.where(Job.user_id == (await accounts.get_user(core.db, user)).id)
+        async with core.db.read() as s:
+            return (await s.scalars(stmt)).all()
+
+    table = Table("id", "user", "model", "status", "images", "cost", "error", "created")
+    for j in run_with_core(settings, rows):
+        table.add_row(
+            j.id,
+            j.user_id or "",
+            j.model,
+            j.status,
+            f"{j.n_succeeded}/{j.n}",
+            str(from_minor(j.cost_minor)),
+            j.error_code or "",
+            j.created_at.isoformat(" ", "seconds"),
+        )
+    console.print(table)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -61,8 +61,21 @@ class Database:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
 
-        async with self.engine.begin() as conn:
-            await conn.run_sync(upgrade)
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                # SQLite's batch migrations rebuild tables; with foreign keys enforced, that
+                # fails once other tables point at them. PRAGMA only works outside a
+                # transaction, so set it on the raw connection first.
+                raw = await conn.get_raw_connection()
+                await raw.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            try:
+                async with conn.begin():
+                    if not self.is_sqlite:  # nodes starting together migrate one at a time
+                        await conn.execute(text("SELECT pg_advisory_xact_lock(7274920)"))
+                    await conn.run_sync(upgrade)
+            finally:
+                if self.is_sqlite:
+                    await raw.driver_connection.execute("PRAGMA foreign_keys=ON")
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -1,0 +1,80 @@
+"""Migrations: a database made by an earlier release upgrades in place."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from alembic import command
+from alembic.config import Config
+
+from pixgate import keys
+from pixgate.db import Database
+from pixgate.db.database import _MIGRATIONS
+
+
+def _upgrade_to(db: Database, revision: str) -> None:
+    def upgrade(connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+    async def go():
+        async with db.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+        await db.dispose()
+
+    asyncio.run(go())
+
+
+def test_keys_from_0001_get_an_account_and_keep_working(tmp_path):
+    path = tmp_path / "old.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    _upgrade_to(db, "0001")
+    raw = "sk-oldkeyfromthefirstrelease0000000000000"
+    con = sqlite3.connect(path)
+    con.execute(
+        "INSERT INTO api_keys (id, name, prefix, key_hash, display, image_cap, images_used, "
+        "images_reserved, enabled, created_at) VALUES ('k1', 'old', 'sk-', ?, 'sk-oldk…0000', "
+        "5, 2, 0, 1, '2026-11-01 00:00:00')",
+        (keys.hash_key(raw),),
+    )
+    con.execute(
+        "INSERT INTO jobs (id, key_id, model, kind, status, request, n, seed, price_minor, "
+        "cost_minor, n_succeeded, attempts, created_at) VALUES ('j1', 'k1', 'tiny-sd', "
+        "'txt2img', 'succeeded', '{}', 2, 1, 0, 0, 2, 1, '2026-11-01 00:00:00')"
+    )
+    con.commit()
+    con.close()
+
+    asyncio.run(db.migrate())  # to head
+
+    async def check():
+        try:
+            caller = await keys.authenticate(db, raw)
+            from pixgate.audit import audit
+
+            return caller, await audit(db)
+        finally:
+            await db.dispose()
+
+    caller, problems = asyncio.run(check())
+    assert caller.user.name == "key-k1" and caller.key.images_used == 2
+    assert problems == []
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT user_id FROM jobs WHERE id = 'j1'").fetchone()[0] == caller.user.id
+
+
+@pytest.mark.postgres
+def test_nodes_starting_together_migrate_one_at_a_time(postgres_url):
+    async def go():
+        dbs = [Database(postgres_url) for _ in range(3)]
+        try:
+            await asyncio.gather(*(db.migrate() for db in dbs))
+        finally:
+            for db in dbs:
+                await db.dispose()
+
+    asyncio.run(go())
