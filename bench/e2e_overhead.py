@@ -86,7 +86,7 @@ class Server:
         }
         pixgate = [sys.executable, "-m", "pixgate"]
         created = subprocess.run(
-            [*pixgate, "keys", "create", "--json"],
+            [*pixgate, "keys", "create", "--plan", "paid", "--json"],
             env=env,
             capture_output=True,
             text=True,

@@ -148,7 +148,7 @@ def test_admin_api_end_to_end(make_server):
         assert _code(c.post("/admin/users", json={"name": "x", "plan": "gold"}), 400)
         r = c.post(
             "/admin/users/shop/credit",
-            json={"amount": "4", "kind": "topup", "reason": "paid invoice 17"},
+            json={"amount": 4, "kind": "topup", "reason": "paid invoice 17"},
         )
         assert r.json()["balance"] == "10"
         err = c.post(
@@ -161,6 +161,8 @@ def test_admin_api_end_to_end(make_server):
             )
             == "invalid_value"
         )
+        bad = c.post("/admin/users/shop/credit", json={"amount": "ten", "reason": "r"})
+        assert _code(bad, 400) == "invalid_value" and "decimal amount" in bad.text
         made = c.post(
             "/admin/users/shop/keys",
             json={"name": "prod", "images": 5, "prefix": "yc-pic-", "signing_secret": True},

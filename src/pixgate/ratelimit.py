@@ -2,14 +2,18 @@
 node must share the counts (`PIXGATE_REDIS_URL`).
 
 Limits: per key per second and per day (by the account's plan), a global per-second cap,
-and, for requests that fail authentication, per client IP per minute.
+and, for requests that fail authentication, per client IP per minute. If the storage
+(Redis) is unreachable, requests are allowed and a warning is logged: a rate limiter
+outage should not take the API down with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
+import structlog
 from limits import (
     RateLimitItem,
     RateLimitItemPerDay,
@@ -21,6 +25,8 @@ from limits.storage import storage_from_string
 
 from pixgate.errors import PixgateError
 from pixgate.settings import Plan
+
+log = structlog.get_logger("pixgate.ratelimit")
 
 
 def storage_uri(redis_url: str | None) -> str:
@@ -49,9 +55,13 @@ class RateLimiter:
         )
 
     async def _hit(self, item: RateLimitItem, what: str, *identifiers: str) -> None:
-        if await self.limiter.hit(item, *identifiers):
+        try:
+            allowed = await self.limiter.hit(item, *identifiers)
+        except Exception:  # storage down: serve rather than fail every request
+            log.warning("rate limit storage unavailable; allowing request", exc_info=True)
             return
-        raise await self._refusal(item, what, *identifiers)
+        if not allowed:
+            raise await self._refusal(item, what, *identifiers)
 
     async def _refusal(self, item: RateLimitItem, what: str, *identifiers: str) -> PixgateError:
         stats = await self.limiter.get_window_stats(item, *identifiers)
@@ -89,12 +99,18 @@ class RateLimiter:
         """Before authenticating: refuse an IP that has failed authentication too often."""
         if self.ip_item is None or not ip:
             return
-        if not await self.limiter.test(self.ip_item, "ip", ip):
+        try:
+            allowed = await self.limiter.test(self.ip_item, "ip", ip)
+        except Exception:
+            log.warning("rate limit storage unavailable; allowing request", exc_info=True)
+            return
+        if not allowed:
             raise await self._refusal(self.ip_item, "failed authentication per IP", "ip", ip)
 
     async def failed_auth(self, ip: str | None) -> None:
         if self.ip_item is not None and ip:
-            await self.limiter.hit(self.ip_item, "ip", ip)
+            with contextlib.suppress(Exception):  # best effort, like the checks
+                await self.limiter.hit(self.ip_item, "ip", ip)
 
     async def reset(self) -> None:
         await self.storage.reset()

@@ -49,9 +49,9 @@ def key_json(k: ApiKey) -> dict:
     }
 
 
-def _amount(value: str, field: str) -> int:
+def _amount(value: Decimal, field: str) -> int:
     try:
-        return to_minor(Decimal(value))
+        return to_minor(value)
     except (InvalidOperation, ValueError) as exc:
         raise invalid(
             field,
@@ -113,7 +113,7 @@ async def patch_user(user: str, request: Request) -> dict:
 
 class CreditBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: str = Field(description='Decimal currency amount, e.g. "10" or "-0.4".')
+    amount: Decimal = Field(description='Currency amount, e.g. "10" or "-0.4".')
     kind: Literal["grant", "topup", "adjust"] = "topup"
     reason: str = Field(min_length=1, max_length=500)
 
@@ -204,7 +204,7 @@ async def list_keys(request: Request, user: str | None = None) -> dict:
 class MintBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     count: int = Field(ge=1, le=codes.MAX_BATCH)
-    value: str = Field(description="Decimal currency amount per code.")
+    value: Decimal = Field(description="Currency amount per code.")
 
 
 @router.post("/codes", summary="Mint a batch of single-use redemption codes (shown once)")
@@ -215,7 +215,7 @@ async def mint_codes(request: Request) -> dict:
     if value <= 0:
         raise invalid("value", "must be greater than 0", "必须大于 0")
     batch, minted = await codes.mint(core(request).db, body.count, value, caller.user.id)
-    return {"batch": batch, "value": body.value, "codes": minted}
+    return {"batch": batch, "value": str(from_minor(value)), "codes": minted}
 
 
 @router.get("/ledger", summary="Ledger entries, newest first")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pixgate.errors import PixgateError, invalid
 
 _TYPE_WORDS = {
+    "Decimal": ("a decimal amount", "十进制金额"),
     "int": ("an integer", "整数"),
     "float": ("a number", "数字"),
     "bool": ("true or false", "true 或 false"),
@@ -57,7 +58,7 @@ def describe_range(model: type[BaseModel], field: str, kind: str) -> tuple[str, 
 def _field_kind(model: type[BaseModel], field: str) -> str:
     info = model.model_fields.get(field)
     text = repr(info.annotation) if info else ""
-    for kind in ("bool", "int", "float"):
+    for kind in ("Decimal", "bool", "int", "float"):
         if kind in text:
             return kind
     return "string"
