@@ -173,17 +173,7 @@ class JobQueue:
             )
             if done is None:
                 return SettleOutcome(False)
-            if self.billing_enabled:
-                await billing.settle(
-                    s,
-                    key_id=job.key_id,
-                    user_id=job.user_id,
-                    job_id=job.id,
-                    reserved=job.n,
-                    succeeded=ok,
-                    price_minor=job.price_minor,
-                    cap_reserved=job.cap_reserved,
-                )
+            await self._settle(s, job, ok)
         self._notify(done)
         return SettleOutcome(True)
 
@@ -214,21 +204,25 @@ class JobQueue:
             )
             if job is None:
                 return SettleOutcome(False)
-            if self.billing_enabled:
-                await billing.settle(
-                    s,
-                    key_id=job.key_id,
-                    user_id=job.user_id,
-                    job_id=job.id,
-                    reserved=job.n,
-                    succeeded=0,
-                    price_minor=job.price_minor,
-                    cap_reserved=job.cap_reserved,
-                )
+            await self._settle(s, job, 0)
         if worker_id is None and job.worker_id is not None:
             self.cancelled.add(job_id)
         self._notify(job)
         return SettleOutcome(True)
+
+    async def _settle(self, session, job: Job, succeeded: int) -> None:
+        """Move usage for a job that is finishing, inside its finishing transaction."""
+        if self.billing_enabled:
+            await billing.settle(
+                session,
+                key_id=job.key_id,
+                user_id=job.user_id,
+                job_id=job.id,
+                reserved=job.n,
+                succeeded=succeeded,
+                price_minor=job.price_minor,
+                cap_reserved=job.cap_reserved,
+            )
 
     async def requeue(self, job_id: str, worker_id: str) -> bool:
         """Give a running job back to the queue (graceful shutdown)."""

@@ -172,17 +172,10 @@ async def authenticate(db: Database, raw: str | None, ip: str | None = None) -> 
     if not raw:
         raise PixgateError("missing_api_key")
     digest = hash_key(raw)
-    async with db.read() as s:
-        found = (
-            await s.execute(
-                select(ApiKey, User)
-                .join(User, User.id == ApiKey.user_id)
-                .where(ApiKey.key_hash == digest)
-            )
-        ).first()
-    if found is None or not hmac.compare_digest(found[0].key_hash, digest):
+    found = await _caller(db, ApiKey.key_hash == digest)
+    if found is None or not hmac.compare_digest(found.key.key_hash, digest):
         raise PixgateError("invalid_api_key")
-    key, user = found
+    key, user = found.key, found.user
     if not key.enabled:
         raise PixgateError("key_disabled")
     if key.expires_at is not None and key.expires_at <= utcnow():
@@ -198,14 +191,18 @@ async def authenticate(db: Database, raw: str | None, ip: str | None = None) -> 
 
 async def authenticate_by_id(db: Database, key_id: str) -> Caller:
     """The current rows of a key and its account (for usage figures after a job)."""
-    async with db.read() as s:
-        found = (
-            await s.execute(
-                select(ApiKey, User)
-                .join(User, User.id == ApiKey.user_id)
-                .where(ApiKey.id == key_id)
-            )
-        ).first()
+    found = await _caller(db, ApiKey.id == key_id)
     if found is None:
         raise PixgateError("key_not_found", args_={"key": key_id})
-    return Caller(*found)
+    return found
+
+
+async def _caller(db: Database, condition) -> Caller | None:
+    """The key matching `condition` with its account, in one query."""
+    async with db.read() as s:
+        row = (
+            await s.execute(
+                select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(condition)
+            )
+        ).first()
+    return Caller(*row) if row is not None else None

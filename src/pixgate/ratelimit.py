@@ -9,9 +9,9 @@ outage should not take the API down with it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
+from collections.abc import Awaitable
 
 import structlog
 from limits import (
@@ -54,13 +54,16 @@ class RateLimiter:
             else None
         )
 
-    async def _hit(self, item: RateLimitItem, what: str, *identifiers: str) -> None:
+    @staticmethod
+    async def _allowed(check: Awaitable[bool]) -> bool:
         try:
-            allowed = await self.limiter.hit(item, *identifiers)
+            return await check
         except Exception:  # storage down: serve rather than fail every request
             log.warning("rate limit storage unavailable; allowing request", exc_info=True)
-            return
-        if not allowed:
+            return True
+
+    async def _hit(self, item: RateLimitItem, what: str, *identifiers: str) -> None:
+        if not await self._allowed(self.limiter.hit(item, *identifiers)):
             raise await self._refusal(item, what, *identifiers)
 
     async def _refusal(self, item: RateLimitItem, what: str, *identifiers: str) -> PixgateError:
@@ -99,18 +102,12 @@ class RateLimiter:
         """Before authenticating: refuse an IP that has failed authentication too often."""
         if self.ip_item is None or not ip:
             return
-        try:
-            allowed = await self.limiter.test(self.ip_item, "ip", ip)
-        except Exception:
-            log.warning("rate limit storage unavailable; allowing request", exc_info=True)
-            return
-        if not allowed:
+        if not await self._allowed(self.limiter.test(self.ip_item, "ip", ip)):
             raise await self._refusal(self.ip_item, "failed authentication per IP", "ip", ip)
 
     async def failed_auth(self, ip: str | None) -> None:
         if self.ip_item is not None and ip:
-            with contextlib.suppress(Exception):  # best effort, like the checks
-                await self.limiter.hit(self.ip_item, "ip", ip)
+            await self._allowed(self.limiter.hit(self.ip_item, "ip", ip))
 
     async def reset(self) -> None:
         await self.storage.reset()
