@@ -84,6 +84,12 @@ def test_charges_only_produced_images_and_ledger_balances(make_server):
         grants = c.get("/v1/dashboard/billing/credit_grants").json()
     assert grants["total_granted"] == "1" and grants["total_used"] == "0.6"
     assert grants["key"]["used_images"] == 4
+    # seed 000's api_usage, as the Yuecheng dialect will render it: 0.4 left buys 2 images
+    key_id = srv.key_row(k).id
+    usage = asyncio.run_coroutine_threadsafe(
+        srv.core.api_usage(key_id, srv.core.model("paid-64")), srv.server_loop()
+    ).result(10)
+    assert usage == {"used_images": 4, "remaining_images": 2}
     assert run_audit(srv.settings) == []
 
 

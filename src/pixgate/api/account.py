@@ -38,7 +38,7 @@ async def credit_grants(request: Request) -> dict:
     granted = sum(int(sums.get(k) or 0) for k in _CREDITS)
     used = -int(sums.get("charge") or 0)
     default = app_core.default_model()
-    fresh = await app_core.api_usage(caller.key.id, default)
+    price = default.price_minor if app_core.settings.billing_enabled else 0
     return {
         "object": "credit_summary",
         "currency": app_core.settings.currency,
@@ -49,8 +49,8 @@ async def credit_grants(request: Request) -> dict:
         "key": {
             "display": caller.key.display,
             "image_cap": caller.key.image_cap,
-            "used_images": fresh["used_images"],
-            "remaining_images": fresh["remaining_images"],
+            "used_images": caller.key.images_used,
+            "remaining_images": usage.remaining_images(caller.key, caller.user, price),
             "remaining_images_model": default.name,
         },
     }
