@@ -32,6 +32,7 @@ class GenerationRequest(BaseModel):
     guidance: float = Field(ge=0, le=50)
     output_format: OutputFormat = "png"
     output_compression: int | None = Field(default=None, ge=0, le=100)
+    sampler: str | None = Field(default=None, description="A1111 sampler name; None: the model's.")
     prompt_enhancement: bool = False
     user: str | None = None
 

@@ -206,6 +206,11 @@ class Pixgate:
         if code == "generation_timeout":
             timeout = f"{self.settings.generation_timeout_seconds:g}"
             return PixgateError(code, args_={"timeout": timeout})
+        if code == "invalid_sampler":  # found only once the model's scheduler is known
+            detail = job.error_message or ""
+            return PixgateError(
+                "invalid_value", param="sampler", args_={"detail": detail, "detail_zh": detail}
+            )
         if code in ("model_unavailable", "model_not_found"):
             return PixgateError(
                 "model_unavailable",

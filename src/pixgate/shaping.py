@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from pixgate.catalog import ModelSpec, parse_size
+from pixgate.engine.samplers import find_sampler, sampler_names
 from pixgate.errors import invalid
 from pixgate.request import MAX_SEED, GenerationRequest, OutputFormat
 
@@ -17,6 +18,7 @@ class FieldNames:
     size: str = "size"
     n: str = "n"
     steps: str = "num_inference_steps"
+    sampler: str = "sampler"
 
 
 def random_seed() -> int:
@@ -37,6 +39,7 @@ def shape_txt2img(
     output_compression: int | None = None,
     prompt_enhancement: bool = False,
     user: str | None = None,
+    sampler: str | None = None,
     names: FieldNames = FieldNames(),
 ) -> GenerationRequest:
     size = spec.default_size if size in (None, "auto") else size.lower()
@@ -63,6 +66,16 @@ def shape_txt2img(
             f"(got {steps})",
             f"模型 {spec.name} 的取值范围为 1 到 {spec.max_steps}(收到 {steps})",
         )
+    if sampler is not None:
+        found = find_sampler(sampler) or find_sampler(sampler, flow_match=True)
+        if found is None:
+            known = ", ".join(sampler_names())
+            raise invalid(
+                names.sampler,
+                f"unknown sampler {sampler!r}; known: {known}",
+                f"未知采样器 {sampler!r};可选:{known}",
+            )
+        sampler = found.name
     return GenerationRequest(
         kind="txt2img",
         model=spec.name,
@@ -78,4 +91,5 @@ def shape_txt2img(
         output_compression=output_compression,
         prompt_enhancement=prompt_enhancement,
         user=user,
+        sampler=sampler,
     )

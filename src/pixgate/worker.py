@@ -143,6 +143,7 @@ class Worker:
 
     async def _generate(self, job: Job) -> tuple[GenerationRequest, EngineResult] | None:
         """Run the engine; on failure fail (or requeue) the job and return None."""
+        from pixgate.engine.diffusion import SamplerError
         from pixgate.engine.loader import ModelLoadError
 
         log_ = log.bind(job_id=job.id, request_id=job.request_id, model=job.model)
@@ -168,6 +169,9 @@ class Worker:
         except ModelLoadError as exc:
             log_.warning("model unavailable", error=str(exc))
             await self.queue.fail(job.id, "model_unavailable", str(exc), self.id)
+            return None
+        except SamplerError as exc:
+            await self.queue.fail(job.id, "invalid_sampler", str(exc), self.id)
             return None
         except Exception as exc:
             log_.exception("generation failed")

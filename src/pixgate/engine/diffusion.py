@@ -9,6 +9,7 @@ from typing import Any
 
 from pixgate.catalog import ModelSpec
 from pixgate.engine.loader import PipelineCache
+from pixgate.engine.samplers import build_scheduler, find_sampler, is_flow_match, sampler_names
 from pixgate.request import GenerationRequest
 
 StepCallback = Callable[[int, int], None]
@@ -19,6 +20,29 @@ StepCallback = Callable[[int, int], None]
 class EngineResult:
     images: list[Any | None]  # PIL images, image i drawn from seed + i; None = not produced
     inference_seconds: float
+
+
+class SamplerError(ValueError):
+    """The request's sampler does not fit this model's scheduler family."""
+
+
+def with_sampler(pipe: Any, name: str | None) -> Any:
+    """The pipeline with the named sampler: a new pipeline object sharing every module
+    except its own scheduler, so concurrent requests never see each other's sampler."""
+    if name is None:
+        return pipe
+    flow = is_flow_match(pipe.scheduler.config)
+    sampler = find_sampler(name, flow_match=flow)
+    if sampler is None:
+        family = "flow-matching" if flow else "diffusion"
+        raise SamplerError(
+            f"sampler {name!r} does not fit this {family} model; use one of: "
+            + ", ".join(sampler_names(flow_match=flow))
+        )
+    scheduler = build_scheduler(sampler, pipe.scheduler.config)
+    variant = type(pipe)(**{**pipe.components, "scheduler": scheduler})
+    variant.set_progress_bar_config(disable=True)
+    return variant
 
 
 class DiffusersEngine:
@@ -32,7 +56,7 @@ class DiffusersEngine:
     ) -> EngineResult:
         import torch
 
-        pipe = self.cache.get(spec)
+        pipe = with_sampler(self.cache.get(spec), req.sampler)
         device = pipe.device.type
         generators = [torch.Generator(device=device).manual_seed(s) for s in req.image_seeds()]
         kwargs: dict[str, Any] = {}

@@ -61,6 +61,12 @@ class ImageGenerationRequest(BaseModel):
     prompt_enhancement: bool | None = Field(
         default=None, description="Rewrite the prompt before generating (later release)."
     )
+    sampler: str | None = Field(
+        default=None,
+        max_length=64,
+        description="pixgate extension: an AUTOMATIC1111 sampler name, e.g. 'DPM++ 2M Karras' "
+        "(GET /v1/samplers lists them).",
+    )
 
 
 def render_error(err: PixgateError, lang: str) -> JSONResponse:
@@ -117,6 +123,7 @@ async def create_images(request: Request) -> JSONResponse:
         output_compression=body.output_compression,
         prompt_enhancement=bool(body.prompt_enhancement),
         user=body.user,
+        sampler=body.sampler,
         names=names,
     )
     result = await app_core.generate(caller, req, request_id(request))
@@ -167,3 +174,17 @@ async def list_models(request: Request) -> JSONResponse:
         for m in app_core.catalog
     ]
     return JSONResponse({"object": "list", "data": data})
+
+
+@router.get("/v1/samplers", summary="Sampler names accepted in `sampler`")
+async def list_samplers(request: Request) -> JSONResponse:
+    from pixgate.engine.samplers import sampler_names
+
+    await authenticated(request)
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [{"name": n} for n in sampler_names()],
+            "flow_match": sampler_names(flow_match=True),
+        }
+    )
