@@ -23,14 +23,14 @@ def main() -> None:
     from pixgate.catalog import TINY_SD
     from pixgate.engine.diffusion import DiffusersEngine
     from pixgate.engine.loader import PipelineCache
-    from pixgate.shaping import shape_txt2img
+    from pixgate.shaping import shape_request
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = DiffusersEngine(PipelineCache(Path(tmp)))
         pipe = engine.cache.get(TINY_SD)
         print(f"{'size':>10} {'steps':>5} {'engine s':>9} {'bare s':>8} {'ratio':>6}")
         for size, steps in (("512x512", 4), ("1024x1024", 4), ("1024x1024", 20)):
-            req = shape_txt2img(TINY_SD, prompt="a lighthouse", size=size, steps=steps, seed=1)
+            req = shape_request(TINY_SD, prompt="a lighthouse", size=size, steps=steps, seed=1)
             engine.generate(req, TINY_SD)  # warm-up
             ours, bare = [], []
             for i in range(5):

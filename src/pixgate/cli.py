@@ -272,7 +272,7 @@ def generate(
 
     from pixgate.catalog import Catalog
     from pixgate.errors import PixgateError
-    from pixgate.shaping import shape_txt2img
+    from pixgate.shaping import shape_request
     from pixgate.storage import encode_image
     from pixgate.worker import make_engine
 
@@ -286,7 +286,7 @@ def generate(
         raise typer.Exit(2)
     fmt = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(output.suffix.lower(), "png")
     try:
-        req = shape_txt2img(
+        req = shape_request(
             spec,
             prompt=prompt,
             size=size,

@@ -33,6 +33,11 @@ class GenerationRequest(BaseModel):
     output_format: OutputFormat = "png"
     output_compression: int | None = Field(default=None, ge=0, le=100)
     sampler: str | None = Field(default=None, description="A1111 sampler name; None: the model's.")
+    image: str | None = Field(default=None, description="Storage path of the input image.")
+    mask: str | None = Field(
+        default=None, description="Storage path of the mask (white = repaint)."
+    )
+    strength: float | None = Field(default=None, ge=0, le=1, description="img2img denoising.")
     prompt_enhancement: bool = False
     user: str | None = None
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pixgate.catalog import ModelSpec, parse_size
 from pixgate.engine.samplers import find_sampler, sampler_names
 from pixgate.errors import invalid
-from pixgate.request import MAX_SEED, GenerationRequest, OutputFormat
+from pixgate.request import MAX_SEED, GenerationRequest, Kind, OutputFormat
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,25 @@ def random_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
-def shape_txt2img(
+def closest_size(spec: ModelSpec, width: int, height: int) -> str:
+    """The model's size whose aspect ratio is nearest the input image's."""
+    ratio = width / height
+
+    def distance(size: str) -> float:
+        w, h = parse_size(size)
+        return abs(w / h - ratio)
+
+    return min(spec.sizes, key=distance)
+
+
+def shape_request(
     spec: ModelSpec,
     *,
     prompt: str,
+    kind: Kind = "txt2img",
+    image: str | None = None,
+    mask: str | None = None,
+    strength: float | None = None,
     negative_prompt: str | None = None,
     size: str | None = None,
     n: int | None = None,
@@ -77,7 +92,10 @@ def shape_txt2img(
             )
         sampler = found.name
     return GenerationRequest(
-        kind="txt2img",
+        kind=kind,
+        image=image,
+        mask=mask,
+        strength=strength,
         model=spec.name,
         prompt=prompt,
         negative_prompt=negative_prompt or None,

@@ -35,7 +35,7 @@ class JobCancelled(Exception):
     """Raised from the step callback to stop a generation early."""
 
 
-def make_engine(settings: Settings) -> DiffusersEngine:
+def make_engine(settings: Settings, storage: LocalStorage | None = None) -> DiffusersEngine:
     """Import the engine lazily: only workers pay for torch and diffusers."""
     from pixgate.engine.diffusion import DiffusersEngine
     from pixgate.engine.loader import PipelineCache
@@ -44,7 +44,10 @@ def make_engine(settings: Settings) -> DiffusersEngine:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    return DiffusersEngine(PipelineCache(settings.models_dir, settings.max_loaded_pipelines))
+    from pixgate.inputs import open_input
+
+    cache = PipelineCache(settings.models_dir, settings.max_loaded_pipelines)
+    return DiffusersEngine(cache, (lambda path: open_input(storage, path)) if storage else None)
 
 
 class Worker:
@@ -83,7 +86,9 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         if self.engine is None:
-            self.engine = await loop.run_in_executor(self._executor, make_engine, self.settings)
+            self.engine = await loop.run_in_executor(
+                self._executor, make_engine, self.settings, self.storage
+            )
         if self.settings.preload:
             await loop.run_in_executor(self._executor, self._preload)
         self.ready = True

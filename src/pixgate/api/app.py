@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pixgate import __version__
 from pixgate.api import account, admin, files, ops
 from pixgate.api.context import language, request_id
-from pixgate.api.dialects import openai
+from pixgate.api.dialects import openai, openai_edits
 from pixgate.api.middleware import RequestContextMiddleware
 from pixgate.errors import PixgateError
 from pixgate.logs import configure_logging
@@ -89,6 +89,7 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
         return render(request, PixgateError("internal_error", args_={"request_id": rid}))
 
     app.include_router(openai.router)
+    app.include_router(openai_edits.router)
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(files.router)

@@ -61,6 +61,7 @@ class PipelineCache:
         self.models_dir = models_dir
         self.max_loaded = max_loaded
         self._loaded: OrderedDict[str, Any] = OrderedDict()
+        self._derived: dict[tuple[str, str], Any] = {}  # (source, mode) -> pipeline
         self._lock = threading.Lock()
 
     def get(self, spec: ModelSpec) -> Any:
@@ -71,8 +72,25 @@ class PipelineCache:
             pipe = self._load(spec)
             self._loaded[spec.source] = pipe
             while len(self._loaded) > self.max_loaded:
-                self._loaded.popitem(last=False)
+                evicted, _ = self._loaded.popitem(last=False)
+                for mode in ("img2img", "inpaint"):
+                    self._derived.pop((evicted, mode), None)
             return pipe
+
+    def get_for_mode(self, spec: ModelSpec, kind: str) -> Any:
+        """The pipeline for txt2img, img2img or inpaint, derived once from the loaded one."""
+        from pixgate.engine.diffusion import for_mode
+
+        base = self.get(spec)
+        if kind == "txt2img":
+            return base
+        mode = "inpaint" if kind == "inpaint" else "img2img"
+        with self._lock:
+            derived = self._derived.get((spec.source, mode))
+            if derived is None:
+                derived = for_mode(base, mode)
+                self._derived[(spec.source, mode)] = derived
+            return derived
 
     def _load(self, spec: ModelSpec) -> Any:
         _quiet_libraries()

@@ -16,7 +16,7 @@ from pixgate.api.validation import parse_json_object, validate
 from pixgate.errors import PixgateError
 from pixgate.request import MAX_SEED
 from pixgate.service import GenerationResult, Pixgate
-from pixgate.shaping import FieldNames, shape_txt2img
+from pixgate.shaping import FieldNames, shape_request
 
 router = APIRouter(tags=["OpenAI / SiliconFlow images"])
 
@@ -110,7 +110,7 @@ async def create_images(request: Request) -> JSONResponse:
         size="size" if body.size is not None else "image_size",
         n="n" if body.n is not None else "batch_size",
     )
-    req = shape_txt2img(
+    req = shape_request(
         spec,
         prompt=body.prompt,
         negative_prompt=body.negative_prompt,
@@ -127,10 +127,10 @@ async def create_images(request: Request) -> JSONResponse:
         names=names,
     )
     result = await app_core.generate(caller, req, request_id(request))
-    return JSONResponse(_render(request, app_core, result, body.response_format or "url"))
+    return JSONResponse(render_result(request, app_core, result, body.response_format or "url"))
 
 
-def _render(request: Request, app_core: Pixgate, result: GenerationResult, fmt: str) -> dict:
+def render_result(request: Request, app_core: Pixgate, result: GenerationResult, fmt: str) -> dict:
     base = public_base(request)
     urls = [base + app_core.storage.signed_path(i.path, i.expires) for i in result.images]
     if fmt == "b64_json":
