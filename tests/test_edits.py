@@ -162,3 +162,45 @@ def test_exif_orientation_is_honoured(sdk):
     )
     h, w, _ = decode(result.data[0]).shape
     assert h > w  # upright: portrait, as the photo is meant to be seen
+
+
+def test_generations_take_an_input_image_as_data_uri_or_url(server, key):
+    source = gradient(256, 512)
+    data_uri = "data:image/png;base64," + base64.b64encode(png(source)).decode()
+    with server.client(key) as c:
+        r = c.post(
+            GENERATIONS,
+            json={
+                "model": "tiny-sd",
+                "prompt": "x",
+                "image": data_uri,
+                "num_inference_steps": 2,
+                "strength": 0.5,
+            },
+        )
+        assert r.status_code == 200, r.text
+        url = r.json()["data"][0]["url"]
+        got = Image.open(io.BytesIO(c.get(url).content))
+        assert got.size == (512, 1024)  # nearest tiny-sd size to a 1:2 input
+        # an http(s) URL is downloaded (here: the image just made, on this server)
+        r = c.post(
+            GENERATIONS,
+            json={
+                "model": "tiny-sd",
+                "prompt": "x",
+                "image": url,
+                "size": "256x256",
+                "num_inference_steps": 2,
+            },
+        )
+        assert r.status_code == 200, r.text
+        bad = c.post(
+            GENERATIONS,
+            json={"model": "tiny-sd", "prompt": "x", "image": "data:image/png;base64,@@@"},
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "image"
+        gone = c.post(
+            GENERATIONS,
+            json={"model": "tiny-sd", "prompt": "x", "image": server.url + "/files/nope.png"},
+        )
+        assert gone.status_code == 400 and "HTTP 403" in gone.text

@@ -63,8 +63,10 @@ def test_400_missing_prompt_and_bad_json(server, key):
         assert err["code"] == "invalid_json"
         err = _err(c.post(GEN, json=[1, 2]), 400)
         assert "JSON object" in err["message"]
-        err = _err(c.post(GEN, json={**OK, "prompt": "x" * (2 << 20)}), 413)
-        assert err["code"] == "body_too_large" and "1048576" in err["message"]
+        from pixgate.api.dialects.openai import MAX_JSON_WITH_IMAGE
+
+        err = _err(c.post(GEN, json={**OK, "prompt": "x" * (MAX_JSON_WITH_IMAGE + 1)}), 413)
+        assert err["code"] == "body_too_large" and str(MAX_JSON_WITH_IMAGE) in err["message"]
 
 
 def test_400_in_chinese(server, key):

@@ -101,3 +101,59 @@ def composite_outside_mask(
     size = generated.size
     soft = mask.convert("L").resize(size).filter(ImageFilter.GaussianBlur(feather))
     return Image.composite(generated.convert("RGB"), original.convert("RGB").resize(size), soft)
+
+
+async def fetch_image_bytes(url: str, field: str, timeout: float = 15.0) -> bytes:
+    """Download an input image from an http(s) URL, refusing anything over the size limit
+    before it is all read."""
+    import httpx
+
+    if not url.startswith(("http://", "https://")):
+        raise invalid(
+            field,
+            "must be a data URI, base64 or an http(s) URL",
+            "必须是 data URI、base64 或 http(s) 链接",
+        )
+    try:
+        async with (
+            httpx.AsyncClient(timeout=timeout, follow_redirects=True, max_redirects=3) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise invalid(
+                    field,
+                    f"could not be downloaded (HTTP {response.status_code})",
+                    f"无法下载(HTTP {response.status_code})",
+                )
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_INPUT_BYTES:
+                    raise invalid(
+                        field,
+                        f"must be at most {MAX_INPUT_BYTES} bytes",
+                        f"不能超过 {MAX_INPUT_BYTES} 字节",
+                    )
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise invalid(
+            field,
+            f"could not be downloaded ({type(exc).__name__})",
+            f"无法下载({type(exc).__name__})",
+        ) from exc
+
+
+async def image_from_field(value: str, field: str, allow_urls: bool) -> Image.Image:
+    """A JSON `image` field (data URI, bare base64 or URL) -> a decoded input image."""
+    if value.startswith(("http://", "https://")):
+        if not allow_urls:
+            raise invalid(
+                field,
+                "URLs are disabled on this server; send a data URI",
+                "此服务器不接受链接,请发送 data URI",
+            )
+        data = await fetch_image_bytes(value, field)
+    else:
+        data = decode_data_uri(value, field)
+    return decode_image(data, field)

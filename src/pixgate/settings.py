@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         "Every API node of a scaled deployment must share it.",
     )
 
+    fetch_image_urls: bool = Field(
+        default=True,
+        description="Let clients pass input images as http(s) URLs the server downloads. "
+        "Turn off where the server can reach private networks you do not want fetched.",
+    )
     url_ttl_seconds: int = Field(default=3600, ge=1, description="Signed image URL lifetime.")
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
     png_compress_level: int = Field(default=1, ge=0, le=9)

@@ -14,9 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pixgate.api.context import authenticated, core, public_base, request_id
 from pixgate.api.validation import parse_json_object, validate
 from pixgate.errors import PixgateError
+from pixgate.inputs import MAX_INPUT_BYTES, image_from_field, save_input
 from pixgate.request import MAX_SEED
 from pixgate.service import GenerationResult, Pixgate
-from pixgate.shaping import FieldNames, shape_request
+from pixgate.shaping import FieldNames, closest_size, shape_request
+
+# A JSON body may carry an input image as base64 (4/3 of its bytes) plus the other fields.
+MAX_JSON_WITH_IMAGE = MAX_INPUT_BYTES * 4 // 3 + 64 * 1024
 
 router = APIRouter(tags=["OpenAI / SiliconFlow images"])
 
@@ -61,6 +65,14 @@ class ImageGenerationRequest(BaseModel):
     prompt_enhancement: bool | None = Field(
         default=None, description="Rewrite the prompt before generating (later release)."
     )
+    image: str | None = Field(
+        default=None,
+        description="SiliconFlow: an input image (data URI, base64 or http(s) URL) for "
+        "image-to-image.",
+    )
+    strength: float | None = Field(
+        default=None, ge=0.01, le=1, description="pixgate extension: img2img strength."
+    )
     sampler: str | None = Field(
         default=None,
         max_length=64,
@@ -102,7 +114,9 @@ def _pick(a: Any, b: Any, names: tuple[str, str]) -> Any:
 async def create_images(request: Request) -> JSONResponse:
     app_core = core(request)
     caller = await authenticated(request)
-    body = validate(ImageGenerationRequest, parse_json_object(await request.body()))
+    body = validate(
+        ImageGenerationRequest, parse_json_object(await request.body(), MAX_JSON_WITH_IMAGE)
+    )
     spec = app_core.model(body.model) if body.model else app_core.default_model()
     size = _pick(body.size, body.image_size, ("size", "image_size"))
     n = _pick(body.n, body.batch_size, ("n", "batch_size"))
@@ -110,8 +124,17 @@ async def create_images(request: Request) -> JSONResponse:
         size="size" if body.size is not None else "image_size",
         n="n" if body.n is not None else "batch_size",
     )
+    image_path = None
+    if body.image is not None:
+        image = await image_from_field(body.image, "image", app_core.settings.fetch_image_urls)
+        image_path = save_input(app_core.storage, image.convert("RGB"), "image")
+        if size is None:
+            size = closest_size(spec, image.width, image.height)
     req = shape_request(
         spec,
+        kind="img2img" if image_path else "txt2img",
+        image=image_path,
+        strength=(body.strength or 0.75) if image_path else None,
         prompt=body.prompt,
         negative_prompt=body.negative_prompt,
         size=size,
