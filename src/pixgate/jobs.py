@@ -160,6 +160,7 @@ class JobQueue:
                 .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
                 .values(
                     status="succeeded" if ok else "failed",
+                    progress=1.0,
                     error_code=None if ok else "generation_failed",
                     error_message=None if ok else "no image could be produced",
                     images=images,
@@ -223,6 +224,25 @@ class JobQueue:
                 price_minor=job.price_minor,
                 cap_reserved=job.cap_reserved,
             )
+
+    async def set_progress(self, job_id: str, worker_id: str, progress: float) -> None:
+        async with self.db.write() as s:
+            await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
+                .values(progress=progress)
+            )
+
+    async def cancel(self, job_id: str, user_id: str) -> SettleOutcome:
+        """The owner cancels a queued or running job: it is failed with `cancelled` and its
+        reservation returned at once; a running generation stops at its next step."""
+        async with self.db.read() as s:
+            owner = await s.scalar(select(Job.user_id).where(Job.id == job_id))
+        if owner is None or owner != user_id:
+            raise PixgateError("job_not_found", args_={"job": job_id})
+        return await self.fail(
+            job_id, "cancelled", "cancelled by the client", statuses=("queued", "running")
+        )
 
     async def requeue(self, job_id: str, worker_id: str) -> bool:
         """Give a running job back to the queue (graceful shutdown)."""

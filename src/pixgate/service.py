@@ -222,6 +222,8 @@ class Pixgate:
                 },
                 headers={"Retry-After": "30"},
             )
+        if code == "cancelled":
+            return PixgateError("job_finished", args_={"job": job.id, "status": "cancelled"})
         return PixgateError("generation_failed", args_={"request_id": request_id or job.id})
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from pixgate.engine.diffusion import DiffusersEngine, EngineResult
 
 log = structlog.get_logger("pixgate.worker")
+
+
+PROGRESS_INTERVAL = 0.5  # seconds between progress writes for one job
 
 
 class JobCancelled(Exception):
@@ -159,9 +163,15 @@ class Worker:
         req = GenerationRequest.model_validate(job.request)
         loop = asyncio.get_running_loop()
 
-        def on_step(_step: int, _total: int) -> None:
+        last_report = [time.monotonic()]
+
+        def on_step(step: int, total: int) -> None:
             if self._abort or job.id in self.queue.cancelled:
                 raise JobCancelled
+            now = time.monotonic()  # record progress at most twice a second
+            if step < total and now - last_report[0] >= PROGRESS_INTERVAL:
+                last_report[0] = now
+                loop.call_soon_threadsafe(self._report_progress, job.id, step / total)
 
         try:
             result = await loop.run_in_executor(
@@ -251,6 +261,11 @@ class Worker:
                 }
             )
         return stored
+
+    def _report_progress(self, job_id: str, progress: float) -> None:
+        task = asyncio.create_task(self.queue.set_progress(job_id, self.id, progress))
+        self._finishing.add(task)  # kept referenced, and awaited at shutdown
+        task.add_done_callback(self._finishing.discard)
 
     async def _renew(self, job_id: str) -> None:
         interval = self.settings.lease_seconds / 3

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixgate import __version__
-from pixgate.api import account, admin, files, ops
+from pixgate.api import account, admin, files, jobs, ops
 from pixgate.api.context import language, request_id
 from pixgate.api.dialects import openai, openai_edits
 from pixgate.api.middleware import RequestContextMiddleware
@@ -91,6 +91,7 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(openai_edits.router)
     app.include_router(account.router)
+    app.include_router(jobs.router)
     app.include_router(admin.router)
     app.include_router(files.router)
     app.include_router(ops.router)

@@ -122,6 +122,7 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     inference_seconds: Mapped[float | None] = mapped_column(Float)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0-1, denoising steps done
     images: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,71 @@
+"""A key owner's view of their jobs: status and progress, and cancelling."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import select
+
+from pixgate.api.context import authenticated, core
+from pixgate.db import Job
+from pixgate.errors import PixgateError
+from pixgate.money import from_minor
+
+router = APIRouter(tags=["jobs"])
+
+
+def job_json(job: Job) -> dict:
+    return {
+        "id": job.id,
+        "object": "job",
+        "model": job.model,
+        "kind": job.kind,
+        "status": job.status,
+        "progress": round(job.progress or 0.0, 3),
+        "n": job.n,
+        "images_produced": job.n_succeeded,
+        "cost": str(from_minor(job.cost_minor)),
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+async def _own_job(request: Request, job_id: str):
+    caller = await authenticated(request)
+    job = await core(request).queue.get(job_id)
+    if job is None or job.user_id != caller.user.id:
+        raise PixgateError("job_not_found", args_={"job": job_id})
+    return caller, job
+
+
+@router.get("/v1/jobs", summary="The account's jobs, newest first")
+async def list_jobs(
+    request: Request,
+    status: Literal["queued", "running", "succeeded", "failed"] | None = None,
+    limit: int = Query(default=20, ge=1, le=100),
+) -> dict:
+    caller = await authenticated(request)
+    stmt = select(Job).where(Job.user_id == caller.user.id)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    async with core(request).db.read() as s:
+        rows = (await s.scalars(stmt.order_by(Job.created_at.desc()).limit(limit))).all()
+    return {"object": "list", "data": [job_json(j) for j in rows]}
+
+
+@router.get("/v1/jobs/{job_id}", summary="A job's status and progress")
+async def get_job(job_id: str, request: Request) -> dict:
+    _, job = await _own_job(request, job_id)
+    return job_json(job)
+
+
+@router.post("/v1/jobs/{job_id}/cancel", summary="Cancel a queued or running job (refunded)")
+async def cancel_job(job_id: str, request: Request) -> dict:
+    caller, job = await _own_job(request, job_id)
+    queue = core(request).queue
+    if not (await queue.cancel(job_id, caller.user.id)).settled:
+        job = await queue.get(job_id)
+        raise PixgateError("job_finished", args_={"job": job_id, "status": job.status})
+    return job_json(await queue.get(job_id))
