@@ -212,22 +212,14 @@ def jobs(
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
 ) -> None:
     """Show jobs, newest first."""
-    from sqlalchemy import select
-
     from pixgate import accounts
-    from pixgate.db import Job
     from pixgate.money import from_minor
 
     settings = _settings(config, data_dir)
 
     async def rows(core):
-        stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
-        if status:
-            stmt = stmt.where(Job.status == status)
-        if user:
-            stmt = stmt.where(Job.user_id == (await accounts.get_user(core.db, user)).id)
-        async with core.db.read() as s:
-            return (await s.scalars(stmt)).all()
+        user_id = (await accounts.get_user(core.db, user)).id if user else None
+        return await core.queue.recent(user_id, status, limit)
 
     table = Table("id", "user", "model", "status", "images", "cost", "error", "created")
     for j in run_with_core(settings, rows):

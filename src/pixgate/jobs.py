@@ -318,6 +318,18 @@ class JobQueue:
         finally:
             self._done.pop(job_id, None)
 
+    async def recent(
+        self, user_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        """Jobs newest first, optionally one account's and of one status."""
+        stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
+        if user_id is not None:
+            stmt = stmt.where(Job.user_id == user_id)
+        if status:
+            stmt = stmt.where(Job.status == status)
+        async with self.db.read() as s:
+            return list((await s.scalars(stmt)).all())
+
     async def depth(self) -> int:
         async with self.db.read() as s:
             return (

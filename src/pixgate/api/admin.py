@@ -9,12 +9,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from pixgate import accounts, audit, codes, keys
 from pixgate.api.context import admin, core
 from pixgate.api.validation import parse_json_object, validate
-from pixgate.db import ApiKey, Job, LedgerEntry, User
+from pixgate.db import ApiKey, LedgerEntry, User
 from pixgate.errors import invalid
 from pixgate.money import from_minor, to_minor
 
@@ -253,14 +252,9 @@ async def jobs(
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict:
     await admin(request)
-    db = core(request).db
-    stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
-    if status:
-        stmt = stmt.where(Job.status == status)
-    if user:
-        stmt = stmt.where(Job.user_id == (await accounts.get_user(db, user)).id)
-    async with db.read() as s:
-        rows = (await s.scalars(stmt)).all()
+    app_core = core(request)
+    user_id = (await accounts.get_user(app_core.db, user)).id if user else None
+    rows = await app_core.queue.recent(user_id, status, limit)
     return {
         "object": "list",
         "data": [

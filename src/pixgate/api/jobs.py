@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
 
 from pixgate.api.context import authenticated, core
 from pixgate.db import Job
@@ -47,11 +46,7 @@ async def list_jobs(
     limit: int = Query(default=20, ge=1, le=100),
 ) -> dict:
     caller = await authenticated(request)
-    stmt = select(Job).where(Job.user_id == caller.user.id)
-    if status:
-        stmt = stmt.where(Job.status == status)
-    async with core(request).db.read() as s:
-        rows = (await s.scalars(stmt.order_by(Job.created_at.desc()).limit(limit))).all()
+    rows = await core(request).queue.recent(caller.user.id, status, limit)
     return {"object": "list", "data": [job_json(j) for j in rows]}
 
 
