@@ -183,3 +183,38 @@ class Catalog:
         default FLUX.1-schnell when served, else the first configured model."""
         name = self._default or ("FLUX.1-schnell" if "FLUX.1-schnell" in self._models else None)
         return self._models[name] if name else next(iter(self._models.values()))
+
+
+class Style(BaseModel):
+    """A named prompt template (seed 003's `style_id`): `{prompt}` marks where the client's
+    prompt goes; `negative_prompt` is added to the client's own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=64)
+    name: str = ""
+    template: str = Field(min_length=1, max_length=2000)
+    negative_prompt: str = ""
+
+    @field_validator("template")
+    @classmethod
+    def _has_slot(cls, template: str) -> str:
+        if "{prompt}" not in template:
+            raise ValueError("a style template must contain {prompt}")
+        return template
+
+    def apply(self, prompt: str, negative: str | None) -> tuple[str, str | None]:
+        styled = self.template.replace("{prompt}", prompt)  # no str.format: braces are text
+        negatives = [n for n in (negative, self.negative_prompt) if n]
+        return styled, ", ".join(negatives) or None
+
+
+def size_for_ratio(spec: ModelSpec, ratio: str) -> str | None:
+    """seed 003's `size_id` ('1:1', '3:4', '9:16', ...) -> the model's largest size with
+    that aspect ratio, or None if it has none."""
+    parts = ratio.split(":")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        return None
+    want = int(parts[0]) / int(parts[1])
+    matching = [s for s in spec.sizes if abs(parse_size(s)[0] / parse_size(s)[1] - want) < 0.01]
+    return max(matching, key=lambda s: parse_size(s)[0] * parse_size(s)[1], default=None)

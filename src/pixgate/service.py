@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import structlog
 
 from pixgate import accounts, keys
-from pixgate.catalog import Catalog, ModelSpec
+from pixgate.catalog import Catalog, ModelSpec, Style
 from pixgate.crypto import SecretBox
 from pixgate.db import Database, Job, User
-from pixgate.errors import PixgateError
+from pixgate.errors import PixgateError, invalid
 from pixgate.jobs import Admission, JobQueue
 from pixgate.keys import Caller
 from pixgate.metrics import Metrics
@@ -155,6 +155,17 @@ class Pixgate:
                 args_={"model": name, "available": ", ".join(self.catalog.names())},
             )
         return spec
+
+    def style(self, style_id: str) -> Style:
+        for style in self.settings.styles:
+            if style.id == style_id:
+                return style
+        known = ", ".join(s.id for s in self.settings.styles) or "none configured"
+        raise invalid(
+            "style",
+            f"unknown style {style_id!r}; known: {known}",
+            f"未知风格 {style_id!r};可选:{known}",
+        )
 
     def default_model(self) -> ModelSpec:
         return self.catalog.default()

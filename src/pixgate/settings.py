@@ -15,7 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from pixgate.catalog import ModelSpec
+from pixgate.catalog import ModelSpec, Style
 
 
 def default_data_dir() -> Path:
@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         description="Serve the seed model names from builtin:tiny-sd (random weights, noise).",
     )
     models: list[ModelSpec] = Field(default_factory=list)
+    styles: list[Style] = Field(
+        default_factory=list, description="[[styles]]: named prompt templates."
+    )
     default_model: str | None = Field(
         default=None, description="Model used when a request names none."
     )

@@ -73,6 +73,9 @@ class ImageGenerationRequest(BaseModel):
     strength: float | None = Field(
         default=None, ge=0.01, le=1, description="pixgate extension: img2img strength."
     )
+    style: str | None = Field(
+        default=None, max_length=64, description="pixgate extension: a style id (GET /v1/styles)."
+    )
     sampler: str | None = Field(
         default=None,
         max_length=64,
@@ -130,13 +133,16 @@ async def create_images(request: Request) -> JSONResponse:
         image_path = save_input(app_core.storage, image.convert("RGB"), "image")
         if size is None:
             size = closest_size(spec, image.width, image.height)
+    prompt, negative = body.prompt, body.negative_prompt
+    if body.style is not None:
+        prompt, negative = app_core.style(body.style).apply(prompt, negative)
     req = shape_request(
         spec,
         kind="img2img" if image_path else "txt2img",
         image=image_path,
         strength=(body.strength or 0.75) if image_path else None,
-        prompt=body.prompt,
-        negative_prompt=body.negative_prompt,
+        prompt=prompt,
+        negative_prompt=negative,
         size=size,
         n=n,
         steps=body.num_inference_steps,
@@ -211,3 +217,10 @@ async def list_samplers(request: Request) -> JSONResponse:
             "flow_match": sampler_names(flow_match=True),
         }
     )
+
+
+@router.get("/v1/styles", summary="Style ids accepted in `style`")
+async def list_styles(request: Request) -> JSONResponse:
+    await authenticated(request)
+    styles = core(request).settings.styles
+    return JSONResponse({"object": "list", "data": [s.model_dump() for s in styles]})
