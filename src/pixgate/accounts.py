@@ -67,6 +67,11 @@ async def get_user(db: Database, name_or_id: str) -> User:
     return user
 
 
+async def user_filter(db: Database, name_or_id: str | None) -> str | None:
+    """A listing's optional user filter: the user's id (404 if unknown), or None for all."""
+    return (await get_user(db, name_or_id)).id if name_or_id else None
+
+
 async def list_users(db: Database) -> list[User]:
     async with db.read() as s:
         return list((await s.scalars(select(User).order_by(User.created_at))).all())

@@ -171,7 +171,7 @@ def ledger(
     settings = _settings(config, data_dir)
 
     async def rows(core):
-        user_id = (await accounts.get_user(core.db, user)).id if user else None
+        user_id = await accounts.user_filter(core.db, user)
         return await accounts.ledger(core.db, user_id, limit)
 
     table = Table("id", "user", "kind", "amount", "job", "reason", "when")
@@ -218,7 +218,7 @@ def jobs(
     settings = _settings(config, data_dir)
 
     async def rows(core):
-        user_id = (await accounts.get_user(core.db, user)).id if user else None
+        user_id = await accounts.user_filter(core.db, user)
         return await core.queue.recent(user_id, status, limit)
 
     table = Table("id", "user", "model", "status", "images", "cost", "error", "created")

@@ -196,7 +196,7 @@ async def patch_key(key: str, request: Request) -> dict:
 async def list_keys(request: Request, user: str | None = None) -> dict:
     await admin(request)
     db = core(request).db
-    user_id = (await accounts.get_user(db, user)).id if user else None
+    user_id = await accounts.user_filter(db, user)
     return {"object": "list", "data": [key_json(k) for k in await keys.list_keys(db, user_id)]}
 
 
@@ -223,7 +223,7 @@ async def ledger(
 ) -> dict:
     await admin(request)
     db = core(request).db
-    user_id = (await accounts.get_user(db, user)).id if user else None
+    user_id = await accounts.user_filter(db, user)
     rows: list[LedgerEntry] = await accounts.ledger(db, user_id, limit)
     return {
         "object": "list",
@@ -253,7 +253,7 @@ async def jobs(
 ) -> dict:
     await admin(request)
     app_core = core(request)
-    user_id = (await accounts.get_user(app_core.db, user)).id if user else None
+    user_id = await accounts.user_filter(app_core.db, user)
     rows = await app_core.queue.recent(user_id, status, limit)
     return {
         "object": "list",
