@@ -175,6 +175,22 @@ async def authenticate(db: Database, raw: str | None, ip: str | None = None) -> 
     found = await _caller(db, ApiKey.key_hash == digest)
     if found is None or not hmac.compare_digest(found.key.key_hash, digest):
         raise PixgateError("invalid_api_key")
+    return _admit(found, ip)
+
+
+async def authenticate_id(db: Database, key_id: str | None, ip: str | None = None) -> Caller:
+    """Like `authenticate`, for a key named by its id (the access key of signed requests,
+    whose secret is the key's signing secret, never the raw key)."""
+    if not key_id:
+        raise PixgateError("missing_api_key")
+    found = await _caller(db, ApiKey.id == key_id)
+    if found is None:
+        raise PixgateError("invalid_api_key")
+    return _admit(found, ip)
+
+
+def _admit(found: Caller, ip: str | None) -> Caller:
+    """Refuse a disabled, expired or IP-restricted key, or a disabled account."""
     key, user = found.key, found.user
     if not key.enabled:
         raise PixgateError("key_disabled")
@@ -186,7 +202,7 @@ async def authenticate(db: Database, raw: str | None, ip: str | None = None) -> 
         raise PixgateError("account_disabled")
     if not ip_allowed(ip, key.allowed_ips):
         raise PixgateError("ip_not_allowed", args_={"ip": ip or "unknown"})
-    return Caller(key, user)
+    return found
 
 
 async def authenticate_by_id(db: Database, key_id: str) -> Caller:

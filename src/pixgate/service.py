@@ -34,6 +34,12 @@ class GeneratedImage:
 
 
 @dataclass(frozen=True)
+class SignedCaller:
+    caller: Caller
+    secret: str | None  # None: the key has no signing secret
+
+
+@dataclass(frozen=True)
 class GenerationResult:
     job_id: str
     seed: int
@@ -170,11 +176,11 @@ class Pixgate:
     def default_model(self) -> ModelSpec:
         return self.catalog.default()
 
-    async def generate(
+    async def submit(
         self, caller: Caller, req: GenerationRequest, request_id: str | None = None
-    ) -> GenerationResult:
-        """Admit (rate limit, model allow-list, in-flight limit, cap and credit), queue and
-        wait for the job; raise PixgateError on any failure."""
+    ) -> str:
+        """Admit (rate limit, model allow-list, in-flight limit, cap and credit) and queue;
+        return the job id at once. Raise PixgateError when refused (nothing is charged)."""
         if not self.accepting:
             raise PixgateError("shutting_down", headers={"Retry-After": "5"})
         spec = self.model(req.model)
@@ -188,7 +194,11 @@ class Pixgate:
         plan_name, plan = self.plan(caller.user)
         await self.limiter.check_request(caller.key.id, plan_name, plan)
         who = Admission(caller.key, plan_name, plan.concurrency)
-        job_id = await self.queue.enqueue(req, spec, who, request_id)
+        return await self.queue.enqueue(req, spec, who, request_id)
+
+    async def wait_result(self, job_id: str, request_id: str | None = None) -> GenerationResult:
+        """Wait for a submitted job (failing it after the generation timeout) and return
+        its images, or raise the PixgateError its failure maps to."""
         timeout = self.settings.generation_timeout_seconds
         # With a worker in this process, results arrive by hand-over; polling is only for
         # workers elsewhere, so it can start slow.
@@ -209,10 +219,55 @@ class Pixgate:
         assert job is not None
         self.metrics.jobs_finished.labels(model=job.model, status=job.status).inc()
         if job.status != "succeeded":
-            raise self._job_error(job, request_id)
-        return _result(job)
+            raise self.job_error(job, request_id)
+        return job_result(job)
 
-    def _job_error(self, job: Job, request_id: str | None) -> PixgateError:
+    async def generate(
+        self, caller: Caller, req: GenerationRequest, request_id: str | None = None
+    ) -> GenerationResult:
+        """Submit and wait: the synchronous path of every dialect."""
+        job_id = await self.submit(caller, req, request_id)
+        return await self.wait_result(job_id, request_id)
+
+    async def task(self, caller: Caller, job_id: str) -> Job:
+        """A job of the caller's account (asynchronous task APIs); 404 for anyone else's,
+        so task ids cannot be probed."""
+        job = await self.queue.get(job_id)
+        if job is None or job.user_id != caller.user.id:
+            raise PixgateError("job_not_found", args_={"job": job_id})
+        return job
+
+    async def cancel_task(self, caller: Caller, job_id: str) -> Job:
+        """Cancel a queued or running job of the caller's account and refund it."""
+        await self.task(caller, job_id)
+        if not (await self.queue.cancel(job_id, caller.user.id)).settled:
+            job = await self.queue.get(job_id)
+            raise PixgateError("job_finished", args_={"job": job_id, "status": job.status})
+        return await self.queue.get(job_id)
+
+    async def authenticate_signed(self, access_key: str, ip: str | None = None) -> SignedCaller:
+        """The caller and signing secret for a request signed with a key's id (the access
+        key of Volcengine V4 signing, aichat's md5 sign). The caller must still verify the
+        signature with the secret; a key without a signing secret is refused."""
+        await self.limiter.check_ip(ip)
+        try:
+            caller = await keys.authenticate_id(self.db, access_key, ip)
+        except PixgateError as exc:
+            if exc.status == 401:
+                await self.limiter.failed_auth(ip)
+            raise
+        return SignedCaller(caller, self.signing_secret(caller))
+
+    def signing_secret(self, caller: Caller) -> str | None:
+        """The key's signing secret in clear, or None when the key has none."""
+        return self.box.decrypt(caller.key.secret_enc) if caller.key.secret_enc else None
+
+    async def signature_failed(self, ip: str | None) -> None:
+        """Count a bad signature like a bad key (per-IP failed-auth limit)."""
+        await self.limiter.failed_auth(ip)
+
+    def job_error(self, job: Job, request_id: str | None = None) -> PixgateError:
+        """The PixgateError a failed, cancelled or timed-out job is reported as."""
         code = job.error_code or "generation_failed"
         if code == "generation_timeout":
             timeout = f"{self.settings.generation_timeout_seconds:g}"
@@ -238,7 +293,8 @@ class Pixgate:
         return PixgateError("generation_failed", args_={"request_id": request_id or job.id})
 
 
-def _result(job: Job) -> GenerationResult:
+def job_result(job: Job) -> GenerationResult:
+    """A succeeded job's images."""
     images = [
         GeneratedImage(path=i["path"], expires=i["expires"], seed=i["seed"], format=i["format"])
         for i in job.images or []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from pixgate import postprocess
 from pixgate.catalog import Catalog
 from pixgate.db import Job
 from pixgate.jobs import JobQueue
@@ -240,6 +241,7 @@ class Worker:
             if image is None:
                 continue
             try:
+                image = postprocess.apply(image, req)
                 data = encode_image(
                     image,
                     req.output_format,

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Request
 
 from pixgate.api.context import authenticated, core
 from pixgate.db import Job
-from pixgate.errors import PixgateError
 from pixgate.money import from_minor
 
 router = APIRouter(tags=["jobs"])
@@ -31,14 +30,6 @@ def job_json(job: Job) -> dict:
     }
 
 
-async def _own_job(request: Request, job_id: str):
-    caller = await authenticated(request)
-    job = await core(request).queue.get(job_id)
-    if job is None or job.user_id != caller.user.id:
-        raise PixgateError("job_not_found", args_={"job": job_id})
-    return caller, job
-
-
 @router.get("/v1/jobs", summary="The account's jobs, newest first")
 async def list_jobs(
     request: Request,
@@ -52,15 +43,10 @@ async def list_jobs(
 
 @router.get("/v1/jobs/{job_id}", summary="A job's status and progress")
 async def get_job(job_id: str, request: Request) -> dict:
-    _, job = await _own_job(request, job_id)
-    return job_json(job)
+    return job_json(await core(request).task(await authenticated(request), job_id))
 
 
 @router.post("/v1/jobs/{job_id}/cancel", summary="Cancel a queued or running job (refunded)")
 async def cancel_job(job_id: str, request: Request) -> dict:
-    caller, job = await _own_job(request, job_id)
-    queue = core(request).queue
-    if not (await queue.cancel(job_id, caller.user.id)).settled:
-        job = await queue.get(job_id)
-        raise PixgateError("job_finished", args_={"job": job_id, "status": job.status})
-    return job_json(await queue.get(job_id))
+    caller = await authenticated(request)
+    return job_json(await core(request).cancel_task(caller, job_id))
