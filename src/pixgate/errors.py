@@ -86,6 +86,11 @@ _MESSAGES: dict[str, tuple[int, str, str]] = {
     "user_exists": (409, "A user named '{name}' already exists.", "用户 '{name}' 已存在。"),
     "user_not_found": (404, "No user '{user}'.", "用户 '{user}' 不存在。"),
     "key_not_found": (404, "No API key '{key}'.", "API 密钥 '{key}' 不存在。"),
+    "content_refused": (
+        451,
+        "The {param} was refused: it contains content that may not be generated.",
+        "{param} 含有不允许生成的内容,已拒绝。",
+    ),
     "job_not_found": (404, "No job '{job}' for this account.", "该账户下没有任务 '{job}'。"),
     "job_finished": (
         409,

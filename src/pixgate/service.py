@@ -183,6 +183,7 @@ class Pixgate:
         return the job id at once. Raise PixgateError when refused (nothing is charged)."""
         if not self.accepting:
             raise PixgateError("shutting_down", headers={"Retry-After": "5"})
+        self.moderate(req)
         spec = self.model(req.model)
         allowed = caller.key.allowed_models
         if allowed and spec.name not in allowed:
@@ -195,6 +196,14 @@ class Pixgate:
         await self.limiter.check_request(caller.key.id, plan_name, plan)
         who = Admission(caller.key, plan_name, plan.concurrency)
         return await self.queue.enqueue(req, spec, who, request_id)
+
+    def moderate(self, req: GenerationRequest) -> None:
+        """Refuse a prompt that contains a configured blocked term (before anything is
+        reserved, so a refusal costs nothing)."""
+        for param, text in (("prompt", req.prompt), ("negative_prompt", req.negative_prompt)):
+            lowered = (text or "").casefold()
+            if any(term.casefold() in lowered for term in self.settings.blocked_terms):
+                raise PixgateError("content_refused", param=param)
 
     async def wait_result(self, job_id: str, request_id: str | None = None) -> GenerationResult:
         """Wait for a submitted job (failing it after the generation timeout) and return

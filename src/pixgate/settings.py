@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         description="Serve the seed model names from builtin:tiny-sd (random weights, noise).",
     )
     models: list[ModelSpec] = Field(default_factory=list)
+    blocked_terms: list[str] = Field(
+        default_factory=list,
+        description="Prompts containing any of these (case-insensitive) are refused (451).",
+    )
     styles: list[Style] = Field(
         default_factory=list, description="[[styles]]: named prompt templates."
     )
