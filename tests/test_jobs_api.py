@@ -51,7 +51,7 @@ def test_progress_then_cancel_refunds_and_frees_the_worker(make_server):
         progress = c.get(f"/v1/jobs/{job['id']}").json()["progress"]
         assert 0 < progress < 1
         cancelled = c.post(f"/v1/jobs/{job['id']}/cancel").json()
-        assert cancelled["status"] == "failed" and cancelled["error"]["code"] == "cancelled"
+        assert cancelled["status"] == "cancelled" and cancelled["error"]["code"] == "cancelled"
         again = c.post(f"/v1/jobs/{job['id']}/cancel")
         assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
     t.join(30)

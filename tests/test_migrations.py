@@ -78,3 +78,70 @@ def test_nodes_starting_together_migrate_one_at_a_time(postgres_url):
                 await db.dispose()
 
     asyncio.run(go())
+
+
+def test_jobs_from_0003_gain_task_and_webhook_columns(tmp_path):
+    """0004: a job made before tasks had webhooks reads back with no webhook, and a new job
+    can carry one; downgrading drops the columns and the attempts table again."""
+    path = tmp_path / "old.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    _upgrade_to(db, "0003")
+    con = sqlite3.connect(path)
+    con.execute(
+        "INSERT INTO jobs (id, model, kind, status, request, n, seed, price_minor, cost_minor, "
+        "n_succeeded, attempts, created_at, progress) VALUES ('j1', 'tiny-sd', 'txt2img', "
+        "'succeeded', '{}', 1, 1, 0, 0, 1, 1, '2026-11-01 00:00:00', 1.0)"
+    )
+    con.commit()
+    con.close()
+
+    asyncio.run(db.migrate())  # to head
+
+    async def check():
+        from sqlalchemy import insert, select
+
+        from pixgate.db import Job, WebhookAttempt, utcnow
+
+        try:
+            async with db.read() as s:
+                old = await s.get(Job, "j1")
+            async with db.write() as s:
+                await s.execute(
+                    insert(WebhookAttempt).values(
+                        job_id="j1", attempt=1, url="https://example.com/h", created_at=utcnow()
+                    )
+                )
+            async with db.read() as s:
+                recorded = (await s.scalars(select(WebhookAttempt))).all()
+            return old, recorded
+        finally:
+            await db.dispose()
+
+    old, recorded = asyncio.run(check())
+    assert old.status == "succeeded" and old.task_status == "succeeded"
+    assert old.webhook_url is None and old.webhook_status is None
+    assert old.webhook_attempts == 0 and old.task_options is None
+    assert [(a.job_id, a.attempt, a.duration_ms) for a in recorded] == [("j1", 1, 0)]
+
+    _downgrade_to(db, "0003")
+    con = sqlite3.connect(path)
+    columns = {row[1] for row in con.execute("PRAGMA table_info(jobs)")}
+    tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    con.close()
+    assert "webhook_url" not in columns and "progress" in columns
+    assert "webhook_attempts" not in tables
+
+
+def _downgrade_to(db: Database, revision: str) -> None:
+    def downgrade(connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, revision)
+
+    async def go():
+        async with db.engine.begin() as conn:
+            await conn.run_sync(downgrade)
+        await db.dispose()
+
+    asyncio.run(go())

@@ -4,6 +4,7 @@ their price and their limits."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -16,6 +17,10 @@ SourceKind = Literal["builtin", "local", "hub"]
 # Sizes promised by the seed documents.
 SILICONFLOW_SIZES = ["1024x1024", "512x1024", "768x512", "768x1024", "1024x576", "576x1024"]
 YUECHENG_SIZES = ["1024x1024", "960x1280", "768x1024", "720x1280", "720x1440"]
+# Volcengine (seed 002) takes any width and height from 256 to 768; images are made on the
+# 8-pixel latent grid, so every multiple of 8 in that range is offered.
+VOLCENGINE_SIZES = [f"{w}x{h}" for w in range(256, 769, 8) for h in range(256, 769, 8)]
+VOLCENGINE_REQ_KEYS = ("high_aes_general_v21_L", "jimeng_high_aes_general_v21_L")
 TINY_SD_SIZES = sorted(
     {"256x256", "512x512", "768x768", *SILICONFLOW_SIZES, *YUECHENG_SIZES},
     key=lambda s: tuple(int(p) for p in s.split("x")),
@@ -46,6 +51,25 @@ class ModelSpec(BaseModel):
     default_steps: int = Field(default=20, ge=1)
     max_images: int = Field(default=4, ge=1, le=16)
     description: str = ""
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="Where the pipeline runs: auto (cuda, then mps, then cpu), cpu, mps, cuda:N.",
+    )
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        default="auto", description="auto: float16 on cuda/mps, float32 on cpu."
+    )
+    max_batch: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Images one forward pass may hold across compatible queued jobs "
+        "(dynamic batching). None: 1 on cpu, where batching does not pay, 8 elsewhere.",
+    )
+    loras: list[str] = Field(
+        default_factory=list,
+        description="Names of [[loras]] this model may use; empty: every configured LoRA.",
+    )
     demo: bool = Field(
         default=False, description="Set by demo mode: a seed name served by random weights."
     )
@@ -97,6 +121,18 @@ class ModelSpec(BaseModel):
         return "hub"
 
 
+class LoraSpec(BaseModel):
+    """One `[[loras]]` entry: a LoRA in a local .safetensors file (diffusers or kohya
+    format), applied per request with a scale."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    path: str = Field(description="Path of the .safetensors file.")
+    default_scale: float = Field(default=1.0, ge=0, le=2)
+    description: str = ""
+
+
 TINY_SD = ModelSpec(
     name="tiny-sd",
     source="builtin:tiny-sd",
@@ -105,6 +141,33 @@ TINY_SD = ModelSpec(
     description="Stable Diffusion architecture with small random weights: draws noise. "
     "For trying the API and for tests.",
 )
+# The other pipeline families, built the same way (engine/families.py). SD3 and FLUX need
+# sizes in multiples of 16 (8x VAE, 2x2 patches): every TINY_SD_SIZES size is one.
+TINY_SDXL = TINY_SD.model_copy(
+    update={
+        "name": "tiny-sdxl",
+        "source": "builtin:tiny-sdxl",
+        "description": "Stable Diffusion XL architecture (two CLIP text encoders) with small "
+        "random weights: draws noise. For trying the API and for tests.",
+    }
+)
+TINY_SD3 = TINY_SD.model_copy(
+    update={
+        "name": "tiny-sd3",
+        "source": "builtin:tiny-sd3",
+        "description": "Stable Diffusion 3 architecture (MMDiT, CLIP x2 + T5, flow matching) "
+        "with small random weights: draws noise. For trying the API and for tests.",
+    }
+)
+TINY_FLUX = TINY_SD.model_copy(
+    update={
+        "name": "tiny-flux",
+        "source": "builtin:tiny-flux",
+        "description": "FLUX.1 architecture (CLIP + T5, flow matching) with small random "
+        "weights: draws noise. For trying the API and for tests.",
+    }
+)
+TINY_MODELS = [TINY_SD, TINY_SDXL, TINY_SD3, TINY_FLUX]
 
 # The seed model names with their real weights. Yuecheng-VisGen has no public weights, so it
 # only exists in demo mode or when an operator maps it to a source of their own.
@@ -123,29 +186,63 @@ REAL_SEED_MODELS = [
     ),
 ]
 
-_DEMO_NOTE = "DEMO: served by builtin:tiny-sd (random weights, images are noise)."
+
+
+def demo_source(name: str) -> str:
+    """The tiny builtin build of the family a seed model name really is, so demo mode runs
+    the same pipeline class (and sampler family) as the real model: FLUX names ->
+    tiny-flux, SD3 names -> tiny-sd3, SDXL names -> tiny-sdxl, anything else -> tiny-sd."""
+    key = name.lower().replace("_", "-").replace(".", "-")
+    if "flux" in key:
+        return "builtin:tiny-flux"
+    if any(m in key for m in ("stable-diffusion-3", "sd3", "sd-3")):
+        return "builtin:tiny-sd3"
+    if any(m in key for m in ("sdxl", "sd-xl", "stable-diffusion-xl", "-xl-", "xl-base")):
+        return "builtin:tiny-sdxl"
+    return "builtin:tiny-sd"
+
+
+def demo_note(source: str) -> str:
+    return f"DEMO: served by {source} (random weights, images are noise)."
+
+
+_DEMO_NOTE = demo_note("builtin:tiny-sd")
 DEMO_SEED_MODELS = [
     ModelSpec(
         name="FLUX.1-schnell",
-        source="builtin:tiny-sd",
+        source=demo_source("FLUX.1-schnell"),
         sizes=SILICONFLOW_SIZES,
-        description=_DEMO_NOTE,
+        description=demo_note(demo_source("FLUX.1-schnell")),
         demo=True,
     ),
     ModelSpec(
         name="stable-diffusion-3-5-large",
-        source="builtin:tiny-sd",
+        source=demo_source("stable-diffusion-3-5-large"),
         sizes=SILICONFLOW_SIZES,
-        description=_DEMO_NOTE,
+        description=demo_note(demo_source("stable-diffusion-3-5-large")),
         demo=True,
     ),
     ModelSpec(
         name="Yuecheng-VisGen/VisGen",
-        source="builtin:tiny-sd",
+        source=demo_source("Yuecheng-VisGen/VisGen"),
         sizes=YUECHENG_SIZES,
         price=Decimal("0.2"),
         description=_DEMO_NOTE,
         demo=True,
+    ),
+    *(
+        ModelSpec(
+            name=req_key,
+            source=demo_source(req_key),
+            sizes=VOLCENGINE_SIZES,
+            default_size="512x512",
+            max_steps=200,
+            default_steps=25,
+            price=Decimal("0.2"),
+            description=demo_note(demo_source(req_key)),
+            demo=True,
+        )
+        for req_key in VOLCENGINE_REQ_KEYS
     ),
 ]
 
@@ -161,9 +258,10 @@ class Catalog:
 
     @classmethod
     def build(cls, configured: list[ModelSpec], demo: bool, default: str | None = None) -> Catalog:
-        """Configured models win; with none configured, serve tiny-sd and the seed names
-        (demo builds in demo mode, real hub sources otherwise)."""
-        models = list(configured) or [TINY_SD, *([] if demo else REAL_SEED_MODELS)]
+        """Configured models win; with none configured, serve the tiny builds (tiny-sd,
+        tiny-sdxl, tiny-sd3, tiny-flux) and the seed names (demo builds in demo mode, real
+        hub sources otherwise)."""
+        models = list(configured) or [*TINY_MODELS, *([] if demo else REAL_SEED_MODELS)]
         if demo:
             names = {m.name for m in models}
             models += [m for m in DEMO_SEED_MODELS if m.name not in names]
@@ -218,3 +316,9 @@ def size_for_ratio(spec: ModelSpec, ratio: str) -> str | None:
     want = int(parts[0]) / int(parts[1])
     matching = [s for s in spec.sizes if abs(parse_size(s)[0] / parse_size(s)[1] - want) < 0.01]
     return max(matching, key=lambda s: parse_size(s)[0] * parse_size(s)[1], default=None)
+
+
+def stable_id(name: str) -> str:
+    """A 32-hex id for a model name or style id that never changes while the name does
+    not (seed 003's `model_id` / `style_id` look like this): the MD5 of the name."""
+    return hashlib.md5(name.encode()).hexdigest()

@@ -148,7 +148,15 @@ def keys_create(
     ] = None,
     models: Annotated[str | None, typer.Option(help="Allowed models, comma-separated.")] = None,
     ips: Annotated[str | None, typer.Option(help="Allowed IPs/CIDRs, comma-separated.")] = None,
-    secret: Annotated[bool, typer.Option("--secret", help="Also make a signing secret.")] = False,
+    signing: Annotated[
+        bool,
+        typer.Option(
+            "--signing",
+            "--secret",
+            help="Also make a signing secret, for signed requests (Volcengine HMAC-SHA256 "
+            "signing: access_key = the key's id, secret_key = this secret; aichat's sign).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create an API key and print it (it is shown only once)."""
@@ -162,7 +170,7 @@ def keys_create(
         expires_at=expires,
         allowed_models=_csv(models),
         allowed_ips=_csv(ips),
-        with_secret=secret,
+        with_secret=signing,
     )
 
     async def make(core):
@@ -183,12 +191,15 @@ def keys_create(
             "user_id": created.user_id,
         }
         if created.secret:
-            out["signing_secret"] = created.secret
+            out["access_key"] = created.id
+            out["secret_key"] = created.secret
+            out["signing_secret"] = created.secret  # the name before --signing existed
         typer.echo(json.dumps(out, ensure_ascii=False))
     else:
         console.print(f"[bold]{created.key}[/bold]")
         if created.secret:
-            console.print(f"signing secret: [bold]{created.secret}[/bold]")
+            console.print(f"access key: [bold]{created.id}[/bold]")
+            console.print(f"secret key: [bold]{created.secret}[/bold]")
         err_console.print(f"id {created.id}; store the key now, it is not shown again.")
 
 

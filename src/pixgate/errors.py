@@ -42,6 +42,47 @@ _MESSAGES: dict[str, tuple[int, str, str]] = {
         "未提供 API 密钥,请使用 'Authorization: Bearer <key>'。",
     ),
     "invalid_api_key": (401, "Invalid API key.", "API 密钥无效或不存在。"),
+    "signature_required": (
+        401,
+        "This API key requires signed requests: send the '{param}' header "
+        "(md5 of the query string followed by the key's signing secret).",
+        "该 API 密钥已开启签名校验:请传入 '{param}' 请求头(查询字符串加签名密钥的 md5)。",
+    ),
+    "invalid_signature": (
+        401,
+        "The '{param}' header does not match: it must be md5 of the query string followed by "
+        "the key's signing secret, in lower-case hex.",
+        "'{param}' 签名不正确:应为查询字符串加签名密钥的 md5(小写十六进制)。",
+    ),
+    "invalid_authorization": (
+        401,
+        "Malformed signed request: {detail}.",
+        "签名请求格式错误:{detail_zh}。",
+    ),
+    "signing_not_enabled": (
+        401,
+        "API key '{key}' has no signing secret: create a signing key "
+        "(`pixgate keys create --signing`) or send 'Authorization: Bearer <key>'.",
+        "API 密钥 '{key}' 没有签名密钥:请创建签名密钥(`pixgate keys create --signing`),"
+        "或使用 'Authorization: Bearer <key>'。",
+    ),
+    "signature_mismatch": (
+        401,
+        "The request signature does not match: {detail}.",
+        "请求签名不匹配:{detail_zh}。",
+    ),
+    "signature_expired": (
+        401,
+        "The request is signed for {date}, more than {minutes} minutes from the server's time "
+        "{now} (UTC); sign it again with the current time.",
+        "请求签名时间 {date} 与服务器时间 {now}(UTC)相差超过 {minutes} 分钟,请用当前时间重新签名。",
+    ),
+    "signature_replayed": (
+        401,
+        "This signed request was already received; sign every request anew (X-Date counts "
+        "whole seconds, so identical requests must be at least a second apart).",
+        "该签名请求已被使用过,请为每个请求重新签名(X-Date 精确到秒,相同的请求至少间隔一秒)。",
+    ),
     "key_disabled": (403, "This API key has been revoked.", "该 API 密钥已被禁用。"),
     "key_expired": (
         403,
@@ -96,6 +137,11 @@ _MESSAGES: dict[str, tuple[int, str, str]] = {
         409,
         "Job '{job}' has already finished ({status}).",
         "任务 '{job}' 已结束({status})。",
+    ),
+    "cancelled": (
+        409,
+        "Task '{job}' was cancelled by its owner; nothing was charged.",
+        "任务 '{job}' 已被取消,本次不计费。",
     ),
     "model_not_found": (
         404,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,8 @@ from pixgate.catalog import ModelSpec
 from pixgate.db import ApiKey, Database, Job, utcnow
 from pixgate.errors import PixgateError
 from pixgate.request import GenerationRequest
+
+BATCH_CANDIDATES = 64  # queued jobs looked at when filling a batch
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class JobQueue:
         # checks this at every step and stops.
         self.cancelled: set[str] = set()
         self.wakeup = asyncio.Event()  # set on enqueue so a local worker claims at once
+        # Called with each job finished in this process (the webhook deliverer's wake-up).
+        self.finish_listeners: list[Callable[[Job], None]] = []
 
     # --- admission -------------------------------------------------------------------
     async def enqueue(
@@ -58,9 +63,11 @@ class JobQueue:
         spec: ModelSpec,
         who: Admission | None,
         request_id: str | None,
+        task: dict[str, Any] | None = None,
     ) -> str:
         """Check the account's in-flight limit, reserve the key's cap and the price, and
-        insert the job, in one transaction: all of it happens or none of it."""
+        insert the job, in one transaction: all of it happens or none of it. `task` holds
+        extra job columns of an asynchronous task (its webhook), stored in the same insert."""
         job_id = uuid.uuid4().hex
         key = who.key if who else None
         price = spec.price_minor if self.billing_enabled else 0
@@ -107,6 +114,7 @@ class JobQueue:
                     n_succeeded=0,
                     attempts=0,
                     created_at=utcnow(),
+                    **(task or {}),
                 )
             )
         self.wakeup.set()
@@ -139,6 +147,51 @@ class JobQueue:
                 .returning(Job)
             )
         return job
+
+    async def claim_compatible(
+        self, first: Job, worker_id: str, lease_seconds: float, max_images: int
+    ) -> list[Job]:
+        """Claim queued jobs that can share `first`'s forward pass (same batch key), oldest
+        first, while their images fit in `max_images` together with `first`'s."""
+        key = GenerationRequest.model_validate(first.request).batch_key()
+        room = max_images - first.n
+        if key is None or room <= 0:
+            return []
+        now = utcnow()
+        async with self.db.write() as s:
+            candidates = (
+                await s.execute(
+                    select(Job.id, Job.n, Job.request)
+                    .where(Job.status == "queued", Job.model == first.model, Job.kind == first.kind)
+                    .order_by(Job.created_at)
+                    .limit(BATCH_CANDIDATES)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            chosen = []
+            for job_id, n, request in candidates:
+                if n <= room and GenerationRequest.model_validate(request).batch_key() == key:
+                    chosen.append(job_id)
+                    room -= n
+                if room <= 0:
+                    break
+            if not chosen:
+                return []
+            jobs = (
+                await s.scalars(
+                    update(Job)
+                    .where(Job.id.in_(chosen), Job.status == "queued")
+                    .values(
+                        status="running",
+                        worker_id=worker_id,
+                        lease_until=now + timedelta(seconds=lease_seconds),
+                        started_at=now,
+                        attempts=Job.attempts + 1,
+                    )
+                    .returning(Job)
+                )
+            ).all()
+        return sorted(jobs, key=lambda j: (j.created_at, j.id))
 
     async def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> bool:
         async with self.db.write() as s:
@@ -319,14 +372,22 @@ class JobQueue:
             self._done.pop(job_id, None)
 
     async def recent(
-        self, user_id: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        user_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cancelled: bool | None = None,
     ) -> list[Job]:
-        """Jobs newest first, optionally one account's and of one status."""
+        """Jobs newest first, optionally one account's and of one status; `cancelled`
+        True/False keeps only/no jobs cancelled by their owner."""
         stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
         if user_id is not None:
             stmt = stmt.where(Job.user_id == user_id)
         if status:
             stmt = stmt.where(Job.status == status)
+        if cancelled is not None:
+            code = func.coalesce(Job.error_code, "")
+            stmt = stmt.where(code == "cancelled" if cancelled else code != "cancelled")
         async with self.db.read() as s:
             return list((await s.scalars(stmt)).all())
 
@@ -342,6 +403,8 @@ class JobQueue:
         if waiter is not None:
             waiter.job = job
             waiter.event.set()
+        for listener in self.finish_listeners:
+            listener(job)
 
 
 @dataclass

@@ -30,6 +30,12 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "pixgate_batch_images",
+            "Images in forward passes that batched more than one job",
+            buckets=(2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.jobs_finished = Counter(
             "pixgate_jobs_finished_total",
             "Jobs seen finished by the API",

@@ -88,6 +88,23 @@ class GenerationRequest(BaseModel):
     def image_seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.n)]
 
+    def batch_key(self) -> tuple | None:
+        """Requests with equal keys can share one forward pass (dynamic batching): same
+        model, size, steps, sampler, guidance, LoRAs and hires fix; prompts, negative
+        prompts and seeds may differ. None: this request runs alone (it has input images)."""
+        if self.kind != "txt2img":
+            return None
+        return (
+            self.model,
+            self.width,
+            self.height,
+            self.steps,
+            self.guidance,
+            self.sampler,
+            tuple((lo.name, lo.scale) for lo in self.lora),
+            self.hires.model_dump_json() if self.hires else None,
+        )
+
 
 def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:
     """The hires-fix size: `scale` times larger, rounded to the latent grid (8 px)."""

@@ -4,7 +4,9 @@ wait for its job. Dialects never touch the database, the engine or billing direc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -17,10 +19,13 @@ from pixgate.jobs import Admission, JobQueue
 from pixgate.keys import Caller
 from pixgate.metrics import Metrics
 from pixgate.ratelimit import RateLimiter
-from pixgate.request import GenerationRequest
+from pixgate.replay import ReplayGuard
+from pixgate.request import GenerationRequest, LoraRef, Watermark
 from pixgate.settings import Plan, Settings
 from pixgate.storage import LocalStorage, load_or_create_secret
+from pixgate.tasks import TaskOptions
 from pixgate.usage import remaining_images
+from pixgate.webhooks import WebhookDeliverer, account_secret
 
 log = structlog.get_logger("pixgate.service")
 
@@ -68,7 +73,12 @@ class Pixgate:
             settings.global_requests_per_second,
             settings.unauthenticated_per_ip_per_minute,
         )
+        self.replays = ReplayGuard(settings.redis_url)
         self.worker = None
+        # The task object webhooks POST; set by the API app, so API nodes deliver webhooks
+        # and standalone workers do not.
+        self.task_renderer: Callable[[Job], dict[str, Any]] | None = None
+        self.webhooks: WebhookDeliverer | None = None
         self._background: list[asyncio.Task] = []
         self.accepting = False
 
@@ -83,6 +93,10 @@ class Pixgate:
             )
             self.worker.start()
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.task_renderer is not None:
+            self.webhooks = WebhookDeliverer(self.db, self.box, self.settings, self.task_renderer)
+            self.queue.finish_listeners.append(self.webhooks.job_finished)
+            self._background.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         self.accepting = True
 
     async def stop(self) -> None:
@@ -92,6 +106,7 @@ class Pixgate:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.replays.close()
         await self.db.dispose()
 
     async def _housekeeping(self) -> None:
@@ -177,14 +192,20 @@ class Pixgate:
         return self.catalog.default()
 
     async def submit(
-        self, caller: Caller, req: GenerationRequest, request_id: str | None = None
+        self,
+        caller: Caller,
+        req: GenerationRequest,
+        request_id: str | None = None,
+        task: TaskOptions | None = None,
     ) -> str:
         """Admit (rate limit, model allow-list, in-flight limit, cap and credit) and queue;
-        return the job id at once. Raise PixgateError when refused (nothing is charged)."""
+        return the job id at once. Raise PixgateError when refused (nothing is charged).
+        `task`: an asynchronous client's options (result format, webhook), kept on the job."""
         if not self.accepting:
             raise PixgateError("shutting_down", headers={"Retry-After": "5"})
         self.moderate(req)
         spec = self.model(req.model)
+        self.check_loras(req, spec)
         allowed = caller.key.allowed_models
         if allowed and spec.name not in allowed:
             raise PixgateError(
@@ -195,15 +216,62 @@ class Pixgate:
         plan_name, plan = self.plan(caller.user)
         await self.limiter.check_request(caller.key.id, plan_name, plan)
         who = Admission(caller.key, plan_name, plan.concurrency)
-        return await self.queue.enqueue(req, spec, who, request_id)
+        columns = task.columns(self.box, self.webhook_secret(caller)) if task else None
+        return await self.queue.enqueue(req, spec, who, request_id, columns)
+
+    def webhook_secret(self, caller: Caller) -> str:
+        """The account's webhook signing secret (used when a task names none)."""
+        return account_secret(self.storage.secret, caller.user.id)
+
+    def lora_refs(self, value: str | list[LoraRef] | None) -> list[LoraRef]:
+        """LoRAs as clients write them: 'name', 'name:scale', comma-separated, or a list;
+        a missing scale is the LoRA's configured default."""
+        if value is None:
+            return []
+        if not isinstance(value, str):
+            return list(value)
+        defaults = {lora.name: lora.default_scale for lora in self.settings.loras}
+        refs = []
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            name, _, scale = part.partition(":")
+            try:
+                refs.append(
+                    LoraRef(name=name, scale=float(scale) if scale else defaults.get(name, 1.0))
+                )
+            except ValueError:
+                raise invalid(
+                    "lora",
+                    f"{part!r} is not 'name' or 'name:scale' with a scale between 0 and 2",
+                    f"{part!r} 格式应为 'name' 或 'name:scale',scale 取值 0 到 2",
+                ) from None
+        return refs
+
+    def check_loras(self, req: GenerationRequest, spec: ModelSpec) -> None:
+        """Every LoRA the request names must be configured and allowed for its model."""
+        configured = {lora.name for lora in self.settings.loras}
+        allowed = set(spec.loras) if spec.loras else configured
+        for ref in req.lora:
+            if ref.name not in configured or ref.name not in allowed:
+                known = ", ".join(sorted(allowed & configured)) or "none configured"
+                raise invalid(
+                    "lora",
+                    f"unknown LoRA {ref.name!r} for model {spec.name}; known: {known}",
+                    f"模型 {spec.name} 没有 LoRA {ref.name!r};可选:{known}",
+                )
 
     def moderate(self, req: GenerationRequest) -> None:
         """Refuse a prompt that contains a configured blocked term (before anything is
-        reserved, so a refusal costs nothing)."""
-        for param, text in (("prompt", req.prompt), ("negative_prompt", req.negative_prompt)):
-            lowered = (text or "").casefold()
-            if any(term.casefold() in lowered for term in self.settings.blocked_terms):
-                raise PixgateError("content_refused", param=param)
+        reserved, so a refusal costs nothing). A visible watermark is text we draw on the
+        image, so it is held to the same terms."""
+        self.moderate_text("prompt", req.prompt)
+        self.moderate_text("negative_prompt", req.negative_prompt)
+        if req.watermark is not None:
+            self.moderate_text("watermark", req.watermark.text)
+
+    def moderate_text(self, param: str, text: str | None) -> None:
+        lowered = (text or "").casefold()
+        if any(term.casefold() in lowered for term in self.settings.blocked_terms):
+            raise PixgateError("content_refused", param=param)
 
     async def wait_result(self, job_id: str, request_id: str | None = None) -> GenerationResult:
         """Wait for a submitted job (failing it after the generation timeout) and return
@@ -251,7 +319,7 @@ class Pixgate:
         await self.task(caller, job_id)
         if not (await self.queue.cancel(job_id, caller.user.id)).settled:
             job = await self.queue.get(job_id)
-            raise PixgateError("job_finished", args_={"job": job_id, "status": job.status})
+            raise PixgateError("job_finished", args_={"job": job_id, "status": job.task_status})
         return await self.queue.get(job_id)
 
     async def authenticate_signed(self, access_key: str, ip: str | None = None) -> SignedCaller:
@@ -275,16 +343,53 @@ class Pixgate:
         """Count a bad signature like a bad key (per-IP failed-auth limit)."""
         await self.limiter.failed_auth(ip)
 
+    async def first_use_of_signature(self, signature: str, ttl_seconds: float) -> bool:
+        """Remember a signed request's signature for `ttl_seconds` (until its timestamp
+        would be refused anyway); False if it was already seen: the request is a replay.
+        Shared by all API nodes through Redis when `redis_url` is set."""
+        return await self.replays.first_use(signature, ttl_seconds)
+
+    async def marked_copy(self, result: GenerationResult, mark: Watermark) -> GenerationResult:
+        """A finished job's images with a visible mark drawn on copies, for APIs that
+        choose the mark when fetching a result (Volcengine's CVSync2AsyncGetResult). The
+        originals stay as they are; copies keep their expiry. Nothing is charged."""
+        self.moderate_text("watermark", mark.text)
+        images = await asyncio.to_thread(self._draw_marks, result.images, mark)
+        return GenerationResult(result.job_id, result.seed, result.inference_seconds, images)
+
+    def _draw_marks(self, images: list[GeneratedImage], mark: Watermark) -> list[GeneratedImage]:
+        import hashlib
+        import io
+        from pathlib import PurePosixPath
+
+        from PIL import Image
+
+        from pixgate import postprocess
+        from pixgate.storage import encode_image
+
+        tag = hashlib.sha256(mark.model_dump_json().encode()).hexdigest()[:12]
+        copies = []
+        for image in images:
+            with Image.open(io.BytesIO(self.storage.read(image.path))) as opened:
+                marked = postprocess.draw_watermark(opened, mark)
+            data = encode_image(marked, image.format, self.settings.png_compress_level)
+            name = PurePosixPath(image.path)
+            stored = self.storage.save(f"{name.stem}-mark-{tag}{name.suffix}", data)
+            copies.append(GeneratedImage(stored.path, image.expires, image.seed, image.format))
+        return copies
+
     def job_error(self, job: Job, request_id: str | None = None) -> PixgateError:
         """The PixgateError a failed, cancelled or timed-out job is reported as."""
         code = job.error_code or "generation_failed"
         if code == "generation_timeout":
             timeout = f"{self.settings.generation_timeout_seconds:g}"
             return PixgateError(code, args_={"timeout": timeout})
-        if code == "invalid_sampler":  # found only once the model's scheduler is known
+        if code in ("invalid_sampler", "invalid_lora"):  # found once the model is loaded
             detail = job.error_message or ""
             return PixgateError(
-                "invalid_value", param="sampler", args_={"detail": detail, "detail_zh": detail}
+                "invalid_value",
+                param=code.removeprefix("invalid_"),
+                args_={"detail": detail, "detail_zh": detail},
             )
         if code in ("model_unavailable", "model_not_found"):
             return PixgateError(

@@ -15,7 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from pixgate.catalog import ModelSpec, Style
+from pixgate.catalog import LoraSpec, ModelSpec, Style
 
 
 def default_data_dir() -> Path:
@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         description="Serve the seed model names from builtin:tiny-sd (random weights, noise).",
     )
     models: list[ModelSpec] = Field(default_factory=list)
+    loras: list[LoraSpec] = Field(
+        default_factory=list, description="[[loras]]: LoRA files requests may apply."
+    )
     blocked_terms: list[str] = Field(
         default_factory=list,
         description="Prompts containing any of these (case-insensitive) are refused (451).",
@@ -106,6 +109,15 @@ class Settings(BaseSettings):
     )
     preload: bool = Field(default=True, description="Load builtin models when a worker starts.")
     max_loaded_pipelines: int = Field(default=2, ge=1)
+    ram_budget_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Memory that loaded CPU pipelines may use together; least recently used "
+        "ones are unloaded beyond it. None: only max_loaded_pipelines counts.",
+    )
+    vram_budget_gb: float | None = Field(
+        default=None, gt=0, description="The same, per GPU, for pipelines on cuda/mps."
+    )
     torch_threads: int | None = Field(default=None, ge=1)
 
     currency: str = Field(default="CNY", min_length=3, max_length=8)
@@ -130,6 +142,25 @@ class Settings(BaseSettings):
         "data dir. Every node must share it.",
     )
 
+    webhook_max_attempts: int = Field(
+        default=6, ge=1, le=20, description="Deliveries tried per task webhook before giving up."
+    )
+    webhook_backoff_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="Wait before the 2nd webhook attempt; it doubles after each failure "
+        "(6 attempts span about 10 minutes).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time a webhook receiver has to answer one attempt."
+    )
+    webhook_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often API nodes look for due webhook deliveries (jobs finished by "
+        "workers in other processes; in-process finishes are delivered at once).",
+    )
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -141,6 +172,15 @@ class Settings(BaseSettings):
         if dupes:
             raise ValueError(f"duplicate model names in [[models]]: {', '.join(dupes)}")
         return models
+
+    @field_validator("loras")
+    @classmethod
+    def _unique_loras(cls, loras: list[LoraSpec]) -> list[LoraSpec]:
+        names = [lo.name for lo in loras]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate LoRA names in [[loras]]: {', '.join(dupes)}")
+        return loras
 
     @model_validator(mode="after")
     def _known_plan(self) -> Settings:

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from pixgate.catalog import ModelSpec, parse_size
 from pixgate.engine.samplers import find_sampler, sampler_names
 from pixgate.errors import invalid
-from pixgate.request import MAX_SEED, GenerationRequest, Kind, OutputFormat
+from pixgate.request import (
+    MAX_SEED,
+    GenerationRequest,
+    HiresFix,
+    Kind,
+    LoraRef,
+    OutputFormat,
+    hires_size,
+)
+
+MAX_HIRES_SIDE = 2048  # as AUTOMATIC1111 caps its hires fix
 
 
 @dataclass(frozen=True)
@@ -19,6 +29,7 @@ class FieldNames:
     n: str = "n"
     steps: str = "num_inference_steps"
     sampler: str = "sampler"
+    hires: str = "hires"
 
 
 def random_seed() -> int:
@@ -55,6 +66,8 @@ def shape_request(
     prompt_enhancement: bool = False,
     user: str | None = None,
     sampler: str | None = None,
+    lora: list[LoraRef] | None = None,
+    hires: HiresFix | None = None,
     names: FieldNames = FieldNames(),
 ) -> GenerationRequest:
     size = spec.default_size if size in (None, "auto") else size.lower()
@@ -91,6 +104,16 @@ def shape_request(
                 f"未知采样器 {sampler!r};可选:{known}",
             )
         sampler = found.name
+    if hires is not None:
+        out_w, out_h = hires_size(width, height, hires.scale)
+        if max(out_w, out_h) > MAX_HIRES_SIDE:
+            raise invalid(
+                names.hires,
+                f"scale {hires.scale:g} makes {out_w}x{out_h}; the hires fix output may be at "
+                f"most {MAX_HIRES_SIDE} pixels on a side",
+                f"放大倍数 {hires.scale:g} 得到 {out_w}x{out_h},高清修复输出边长不能超过 "
+                f"{MAX_HIRES_SIDE}",
+            )
     return GenerationRequest(
         kind=kind,
         image=image,
@@ -110,4 +133,6 @@ def shape_request(
         prompt_enhancement=prompt_enhancement,
         user=user,
         sampler=sampler,
+        lora=lora or [],
+        hires=hires,
     )

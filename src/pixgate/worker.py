@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -40,6 +41,22 @@ class JobCancelled(Exception):
     """Raised from the step callback to stop a generation early."""
 
 
+@dataclass
+class Claimed:
+    job: Job
+    renewer: asyncio.Task  # keeps the job's lease alive while we hold it
+
+
+Batch = list[Claimed]  # jobs that share one forward pass; usually one
+
+
+@dataclass
+class Finished:
+    claimed: Claimed
+    req: GenerationRequest
+    result: EngineResult
+
+
 def make_engine(settings: Settings, storage: LocalStorage | None = None) -> DiffusersEngine:
     """Import the engine lazily: only workers pay for torch and diffusers."""
     from pixgate.engine.diffusion import DiffusersEngine
@@ -51,8 +68,17 @@ def make_engine(settings: Settings, storage: LocalStorage | None = None) -> Diff
         torch.set_num_threads(settings.torch_threads)
     from pixgate.inputs import open_input
 
-    cache = PipelineCache(settings.models_dir, settings.max_loaded_pipelines)
-    return DiffusersEngine(cache, (lambda path: open_input(storage, path)) if storage else None)
+    cache = PipelineCache(
+        settings.models_dir,
+        settings.max_loaded_pipelines,
+        settings.ram_budget_gb,
+        settings.vram_budget_gb,
+    )
+    return DiffusersEngine(
+        cache,
+        (lambda path: open_input(storage, path)) if storage else None,
+        {lora.name: lora for lora in settings.loras},
+    )
 
 
 class Worker:
@@ -98,9 +124,9 @@ class Worker:
             await loop.run_in_executor(self._executor, self._preload)
         self.ready = True
         log.info("worker started", worker_id=self.id)
-        prefetched: tuple[Job, asyncio.Task] | None = None
+        prefetched: Batch | None = None
         while not self._stopping:
-            # At most one job finishing (encode, store, settle) while the next generates.
+            # At most one batch finishing (encode, store, settle) while the next generates.
             await self._finish_slots.acquire()
             claimed = prefetched or await self._claim()
             prefetched = None
@@ -111,115 +137,148 @@ class Worker:
                         self.queue.wakeup.wait(), timeout=self.settings.worker_poll_seconds
                     )
                 continue
-            generation = asyncio.create_task(self.process(*claimed))
+            generation = asyncio.create_task(self.process(claimed))
             if self.settings.worker_prefetch and not self._stopping:
                 # Claim the next job while the engine works, so it starts without a gap.
                 prefetched = await self._claim()
             await generation
-        if prefetched is not None:  # stopping: give the claimed-ahead job back
-            prefetched[1].cancel()
-            await self.queue.requeue(prefetched[0].id, self.id)
+        if prefetched is not None:  # stopping: give the claimed-ahead jobs back
+            for item in prefetched:
+                item.renewer.cancel()
+                await self.queue.requeue(item.job.id, self.id)
 
-    async def _claim(self) -> tuple[Job, asyncio.Task] | None:
-        """Claim one job and start renewing its lease; None if the queue is empty."""
+    async def _claim(self) -> Batch | None:
+        """Claim the oldest job and, when its model batches, queued jobs that can share its
+        forward pass; start renewing their leases. None if the queue is empty."""
         self.queue.wakeup.clear()  # an enqueue from now on wakes the idle wait
         try:
             job = await self.queue.claim(self.id, self.settings.lease_seconds)
+            if job is None:
+                return None
+            jobs = [job]
+            spec = self.catalog.get(job.model)
+            if spec is not None and self.engine is not None:
+                jobs += await self.queue.claim_compatible(
+                    job, self.id, self.settings.lease_seconds, self.engine.max_batch(spec)
+                )
         except Exception:
             log.exception("claim failed")
             return None
-        if job is None:
-            return None
-        return job, asyncio.create_task(self._renew(job.id))
+        if len(jobs) > 1:
+            self.metrics.batch_size.observe(sum(j.n for j in jobs))
+        return [Claimed(j, asyncio.create_task(self._renew(j.id))) for j in jobs]
 
-    async def process(self, job: Job, renewer: asyncio.Task) -> None:
-        """Generate on the engine thread, then hand the result to a finishing task so the
-        engine can start on the next job. Owns one finishing slot and releases it."""
+    async def process(self, batch: Batch) -> None:
+        """Generate on the engine thread, then hand the results to a finishing task so the
+        engine can start on the next batch. Owns one finishing slot and releases it."""
         finishing = False
         try:
-            result = await self._generate(job)
-            if result is not None:
-                task = asyncio.create_task(self._finish(job, *result, renewer))
+            results = await self._generate(batch)
+            if results:
+                task = asyncio.create_task(self._finish(results))
                 self._finishing.add(task)
                 task.add_done_callback(self._finishing.discard)
                 finishing = True
         except Exception:  # never let one job kill the worker
-            log.exception("job crashed", job_id=job.id)
-            await self.queue.fail(job.id, "generation_failed", "internal error", self.id)
+            log.exception("batch crashed", jobs=[item.job.id for item in batch])
+            await self._fail_all(batch, "generation_failed", "internal error")
         finally:
             if not finishing:
-                renewer.cancel()
+                for item in batch:
+                    item.renewer.cancel()
                 self._finish_slots.release()
 
-    async def _generate(self, job: Job) -> tuple[GenerationRequest, EngineResult] | None:
-        """Run the engine; on failure fail (or requeue) the job and return None."""
+    async def _fail_all(self, batch: Batch, code: str, message: str) -> None:
+        for item in batch:
+            await self.queue.fail(item.job.id, code, message, self.id)
+
+    async def _generate(self, batch: Batch) -> list[Finished]:
+        """Run the engine over the batch; on failure fail (or requeue) its jobs and return
+        nothing."""
         from pixgate.engine.diffusion import SamplerError
         from pixgate.engine.loader import ModelLoadError
+        from pixgate.engine.lora import LoraError
 
-        log_ = log.bind(job_id=job.id, request_id=job.request_id, model=job.model)
-        spec = self.catalog.get(job.model)
+        first = batch[0].job
+        ids = [item.job.id for item in batch]
+        log_ = log.bind(job_id=first.id, request_id=first.request_id, model=first.model)
+        spec = self.catalog.get(first.model)
         if spec is None:
-            await self.queue.fail(job.id, "model_not_found", f"model {job.model} removed", self.id)
-            return None
-        req = GenerationRequest.model_validate(job.request)
+            await self._fail_all(batch, "model_not_found", f"model {first.model} removed")
+            return []
+        reqs = [GenerationRequest.model_validate(item.job.request) for item in batch]
         loop = asyncio.get_running_loop()
 
         last_report = [time.monotonic()]
 
         def on_step(step: int, total: int) -> None:
-            if self._abort or job.id in self.queue.cancelled:
+            cancelled = self.queue.cancelled
+            if self._abort or all(job_id in cancelled for job_id in ids):
                 raise JobCancelled
             now = time.monotonic()  # record progress at most twice a second
             if step < total and now - last_report[0] >= PROGRESS_INTERVAL:
                 last_report[0] = now
-                loop.call_soon_threadsafe(self._report_progress, job.id, step / total)
+                for job_id in ids:
+                    loop.call_soon_threadsafe(self._report_progress, job_id, step / total)
 
         try:
-            result = await loop.run_in_executor(
-                self._executor, self.engine.generate, req, spec, on_step
+            results = await loop.run_in_executor(
+                self._executor, self.engine.generate_batch, reqs, spec, on_step
             )
         except JobCancelled:
-            if self._abort and await self.queue.requeue(job.id, self.id):
-                log_.info("job requeued at shutdown")
-            return None
+            if self._abort:
+                for job_id in ids:
+                    if await self.queue.requeue(job_id, self.id):
+                        log_.info("job requeued at shutdown", job_id=job_id)
+            return []
         except ModelLoadError as exc:
             log_.warning("model unavailable", error=str(exc))
-            await self.queue.fail(job.id, "model_unavailable", str(exc), self.id)
-            return None
+            await self._fail_all(batch, "model_unavailable", str(exc))
+            return []
         except SamplerError as exc:
-            await self.queue.fail(job.id, "invalid_sampler", str(exc), self.id)
-            return None
+            await self._fail_all(batch, "invalid_sampler", str(exc))
+            return []
+        except LoraError as exc:
+            await self._fail_all(batch, "invalid_lora", str(exc))
+            return []
         except Exception as exc:
             log_.exception("generation failed")
-            await self.queue.fail(job.id, "generation_failed", f"{type(exc).__name__}", self.id)
-            return None
+            await self._fail_all(batch, "generation_failed", f"{type(exc).__name__}")
+            return []
         finally:
-            self.queue.cancelled.discard(job.id)
-        return req, result
+            for job_id in ids:
+                self.queue.cancelled.discard(job_id)
+        return [
+            Finished(item, req, result)
+            for item, req, result in zip(batch, reqs, results, strict=True)
+        ]
 
-    async def _finish(
-        self, job: Job, req: GenerationRequest, result: EngineResult, renewer: asyncio.Task
-    ) -> None:
-        """Encode and store the images, then settle the job (charging only now)."""
-        log_ = log.bind(job_id=job.id, request_id=job.request_id, model=job.model)
+    async def _finish(self, results: list[Finished]) -> None:
+        """Encode and store each job's images, then settle it (charging only now)."""
         loop = asyncio.get_running_loop()
         try:
-            images = await loop.run_in_executor(
-                self._post_executor, self._store, job.id, req, result.images
-            )
-            outcome = await self.queue.succeed(job, self.id, images, result.inference_seconds)
-            if outcome.settled:
-                self.metrics.images_generated.labels(model=job.model).inc(len(images))
-                log_.info("job succeeded", images=len(images), seconds=result.inference_seconds)
-            else:  # timed out or reaped meanwhile: nobody is billed for or sees these files
-                for image in images:
-                    (self.storage.root / image["path"]).unlink(missing_ok=True)
-                log_.info("job result discarded: job no longer held by this worker")
-        except Exception as exc:
-            log_.exception("storing the result failed")
-            await self.queue.fail(job.id, "generation_failed", f"{type(exc).__name__}", self.id)
+            for done in results:
+                job = done.claimed.job
+                log_ = log.bind(job_id=job.id, request_id=job.request_id, model=job.model)
+                try:
+                    images = await loop.run_in_executor(
+                        self._post_executor, self._store, job.id, done.req, done.result.images
+                    )
+                    seconds = done.result.inference_seconds
+                    outcome = await self.queue.succeed(job, self.id, images, seconds)
+                    if outcome.settled:
+                        self.metrics.images_generated.labels(model=job.model).inc(len(images))
+                        log_.info("job succeeded", images=len(images), seconds=seconds)
+                    else:  # timed out, cancelled or reaped meanwhile: nobody is billed
+                        for image in images:
+                            (self.storage.root / image["path"]).unlink(missing_ok=True)
+                        log_.info("job result discarded: job no longer held by this worker")
+                except Exception as exc:
+                    log_.exception("storing the result failed")
+                    await self.queue.fail(job.id, "generation_failed", type(exc).__name__, self.id)
+                finally:
+                    done.claimed.renewer.cancel()
         finally:
-            renewer.cancel()
             self._finish_slots.release()
 
     def _preload(self) -> None:

@@ -13,9 +13,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixgate import __version__
-from pixgate.api import account, admin, files, jobs, ops
+from pixgate.api import account, admin, files, ops, tasks
 from pixgate.api.context import language, request_id
-from pixgate.api.dialects import openai, openai_edits
+from pixgate.api.cors import PathCORSMiddleware
+from pixgate.api.dialects import aichat, openai, openai_edits, volcengine, yuecheng
 from pixgate.api.middleware import RequestContextMiddleware
 from pixgate.errors import PixgateError
 from pixgate.logs import configure_logging
@@ -28,7 +29,13 @@ ErrorRenderer = Callable[[PixgateError, str], Response]
 
 # Path prefix -> the dialect that renders errors there. Longest prefix wins; OpenAI's shape
 # is the default for everything else.
-ERROR_RENDERERS: dict[str, ErrorRenderer] = {"/": openai.render_error}
+ERROR_RENDERERS: dict[str, ErrorRenderer] = {
+    "/": openai.render_error,
+    **dict.fromkeys(yuecheng.PATH_PREFIXES, yuecheng.render_error),
+    **dict.fromkeys(aichat.PATH_PREFIXES, aichat.render_error),
+    # POST / (Volcengine's own path) renders its errors itself: "/" is everyone's prefix.
+    **dict.fromkeys(volcengine.PATH_PREFIXES, volcengine.render_error),
+}
 
 
 def render(request: Request, err: PixgateError) -> Response:
@@ -40,6 +47,7 @@ def render(request: Request, err: PixgateError) -> Response:
 def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
     configure_logging(settings.log_level, settings.log_json)
     core = Pixgate(settings)
+    core.task_renderer = tasks.webhook_renderer(core)  # API nodes deliver task webhooks
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -90,10 +98,17 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
 
     app.include_router(openai.router)
     app.include_router(openai_edits.router)
+    app.include_router(yuecheng.router)
+    app.include_router(aichat.router)
+    app.include_router(volcengine.router)
     app.include_router(account.router)
-    app.include_router(jobs.router)
+    app.include_router(tasks.router)
     app.include_router(admin.router)
     app.include_router(files.router)
     app.include_router(ops.router)
     app.add_middleware(RequestContextMiddleware, metrics=core.metrics, on_crash=_crash_response)
+    # Outermost, so even a crash's 500 carries the CORS headers browsers need to read it.
+    app.add_middleware(
+        PathCORSMiddleware, prefixes=(*yuecheng.PATH_PREFIXES, *aichat.PATH_PREFIXES)
+    )
     return app

@@ -8,6 +8,7 @@ from typing import Any
 
 import annotated_types as at
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from pixgate.errors import PixgateError, invalid
 
@@ -20,8 +21,16 @@ _TYPE_WORDS = {
 }
 
 
-def _bounds(model: type[BaseModel], field: str) -> dict[str, Any]:
+def _field_info(model: type[BaseModel], field: str) -> FieldInfo | None:
+    """A field by its name or its alias (`async` is spelled `async_` in Python)."""
     info = model.model_fields.get(field)
+    if info is None:
+        info = next((f for f in model.model_fields.values() if f.alias == field), None)
+    return info
+
+
+def _bounds(model: type[BaseModel], field: str) -> dict[str, Any]:
+    info = _field_info(model, field)
     found: dict[str, Any] = {}
     for meta in info.metadata if info else []:
         for attr in ("ge", "gt", "le", "lt", "min_length", "max_length"):
@@ -56,7 +65,7 @@ def describe_range(model: type[BaseModel], field: str, kind: str) -> tuple[str, 
 
 
 def _field_kind(model: type[BaseModel], field: str) -> str:
-    info = model.model_fields.get(field)
+    info = _field_info(model, field)
     text = repr(info.annotation) if info else ""
     for kind in ("Decimal", "bool", "int", "float"):
         if kind in text:

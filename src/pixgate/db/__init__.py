@@ -1,5 +1,14 @@
 from pixgate.db.database import Database
-from pixgate.db.tables import ApiKey, Base, Job, LedgerEntry, RedemptionCode, User, utcnow
+from pixgate.db.tables import (
+    ApiKey,
+    Base,
+    Job,
+    LedgerEntry,
+    RedemptionCode,
+    User,
+    WebhookAttempt,
+    utcnow,
+)
 
 __all__ = [
     "ApiKey",
@@ -9,5 +18,6 @@ __all__ = [
     "LedgerEntry",
     "RedemptionCode",
     "User",
+    "WebhookAttempt",
     "utcnow",
 ]

@@ -97,7 +97,10 @@ class ApiKey(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_webhook_due", "webhook_status", "webhook_next_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), index=True)
@@ -126,7 +129,41 @@ class Job(Base):
     images: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # Asynchronous tasks: how the client asked to see the result (response_format, the
+    # base URL of links), and the webhook told when the job finishes. webhook_status is
+    # None (no webhook) | pending | delivered | failed; pending deliveries of finished jobs
+    # whose webhook_next_at is due (or None) are claimed by API nodes (pixgate.webhooks).
+    task_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_secret_enc: Mapped[str | None] = mapped_column(Text)  # Fernet, server master key
+    webhook_status: Mapped[str | None] = mapped_column(String(16))
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_next_at: Mapped[datetime | None] = mapped_column(DateTime)
+    webhook_last_error: Mapped[str | None] = mapped_column(Text)
 
     @property
     def finished(self) -> bool:
         return self.status in ("succeeded", "failed")
+
+    @property
+    def task_status(self) -> str:
+        """What task APIs report: queued | running | succeeded | failed | cancelled (a
+        cancelled job is stored as failed with error code `cancelled`)."""
+        if self.status == "failed" and self.error_code == "cancelled":
+            return "cancelled"
+        return self.status
+
+
+class WebhookAttempt(Base):
+    """One delivery attempt of a task's webhook (append-only)."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None: no HTTP response
+    error: Mapped[str | None] = mapped_column(Text)  # None: delivered
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

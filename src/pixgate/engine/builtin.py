@@ -4,6 +4,10 @@
 tokenizer, Euler scheduler) with small random weights: it runs the full diffusers code path
 on a CPU in about a second, and draws noise. Builds are deterministic (fixed torch seed) and
 saved in the data dir, then loaded back through the same loader as any local model.
+
+The other families' tiny builds (`tiny-sdxl`, `tiny-sd3`, `tiny-flux`) live in
+`families.py`, the full-size benchmark builds (`sd15-arch`, `sdxl-arch`) in `arch.py`; this
+module is their registry and saves them.
 """
 
 from __future__ import annotations
@@ -119,7 +123,14 @@ def build_tiny_sd():
     )
 
 
-BUILDERS: dict[str, Callable[[], object]] = {"tiny-sd": build_tiny_sd}
+def _registry() -> dict[str, Callable[[], object]]:
+    from pixgate.engine.arch import ARCH_BUILDERS
+    from pixgate.engine.families import FAMILY_BUILDERS
+
+    return {"tiny-sd": build_tiny_sd, **FAMILY_BUILDERS, **ARCH_BUILDERS}
+
+
+BUILDERS: dict[str, Callable[[], object]] = _registry()
 
 
 def builtin_names() -> list[str]:

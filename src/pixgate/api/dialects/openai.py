@@ -3,20 +3,20 @@ ecosystems' fields, one response serving both (`data[]` and `images[]`)."""
 
 from __future__ import annotations
 
-import base64
-import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from pixgate.api.context import authenticated, core, public_base, request_id
+from pixgate.api.context import authenticated, core
+from pixgate.api.results import error_object
+from pixgate.api.tasks import TaskFields, respond
 from pixgate.api.validation import parse_json_object, validate
 from pixgate.errors import PixgateError
 from pixgate.inputs import MAX_INPUT_BYTES, image_from_field, save_input
-from pixgate.request import MAX_SEED
-from pixgate.service import GenerationResult, Pixgate
+from pixgate.request import MAX_SEED, HiresFix, LoraRef
+from pixgate.service import Pixgate
 from pixgate.shaping import FieldNames, closest_size, shape_request
 
 # A JSON body may carry an input image as base64 (4/3 of its bytes) plus the other fields.
@@ -24,19 +24,10 @@ MAX_JSON_WITH_IMAGE = MAX_INPUT_BYTES * 4 // 3 + 64 * 1024
 
 router = APIRouter(tags=["OpenAI / SiliconFlow images"])
 
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
-
-class ImageGenerationRequest(BaseModel):
-    """`POST /v1/images/generations`: OpenAI's fields plus SiliconFlow's (seed 001)."""
+class ImageGenerationRequest(TaskFields):
+    """`POST /v1/images/generations`: OpenAI's fields plus SiliconFlow's (seed 001), and
+    pixgate's `async` / `webhook_url` (docs/tasks-and-webhooks.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,9 +41,6 @@ class ImageGenerationRequest(BaseModel):
     output_format: Literal["png", "jpeg", "webp"] | None = None
     output_compression: int | None = Field(default=None, ge=0, le=100)
     quality: Literal["auto", "standard", "hd", "low", "medium", "high"] | None = Field(
-        default=None, description="Accepted for compatibility; has no effect."
-    )
-    style: Literal["vivid", "natural"] | None = Field(
         default=None, description="Accepted for compatibility; has no effect."
     )
     background: Literal["auto", "opaque"] | None = None
@@ -74,7 +62,20 @@ class ImageGenerationRequest(BaseModel):
         default=None, ge=0.01, le=1, description="pixgate extension: img2img strength."
     )
     style: str | None = Field(
-        default=None, max_length=64, description="pixgate extension: a style id (GET /v1/styles)."
+        default=None,
+        max_length=64,
+        description="pixgate extension: a style id (GET /v1/styles). OpenAI's 'vivid' and "
+        "'natural' are accepted and have no effect unless configured as style ids.",
+    )
+    lora: str | list[LoraRef] | None = Field(
+        default=None,
+        description="pixgate extension: LoRAs to apply, as 'name', 'name:scale' or a list of "
+        "{name, scale} (scale 0-2, default the LoRA's own). GET /v1/loras lists them.",
+    )
+    hires: bool | HiresFix | None = Field(
+        default=None,
+        description="pixgate extension: hires fix. true = upscale 2x and refine at strength "
+        "0.5; or {scale 1-4, strength 0-1, steps}. The images come out at the larger size.",
     )
     sampler: str | None = Field(
         default=None,
@@ -85,12 +86,8 @@ class ImageGenerationRequest(BaseModel):
 
 
 def render_error(err: PixgateError, lang: str) -> JSONResponse:
-    status = err.status
-    etype = _ERROR_TYPES.get(status, "server_error")
-    body = {
-        "error": {"message": err.message(lang), "type": etype, "param": err.param, "code": err.code}
-    }
-    return JSONResponse(body, status_code=status, headers=err.headers)
+    body = {"error": error_object(err, lang)}
+    return JSONResponse(body, status_code=err.status, headers=err.headers)
 
 
 def _pick(a: Any, b: Any, names: tuple[str, str]) -> Any:
@@ -134,7 +131,7 @@ async def create_images(request: Request) -> JSONResponse:
         if size is None:
             size = closest_size(spec, image.width, image.height)
     prompt, negative = body.prompt, body.negative_prompt
-    if body.style is not None:
+    if body.style is not None and not _openai_style(app_core, body.style):
         prompt, negative = app_core.style(body.style).apply(prompt, negative)
     req = shape_request(
         spec,
@@ -153,31 +150,17 @@ async def create_images(request: Request) -> JSONResponse:
         prompt_enhancement=bool(body.prompt_enhancement),
         user=body.user,
         sampler=body.sampler,
+        lora=app_core.lora_refs(body.lora),
+        hires=HiresFix() if body.hires is True else body.hires or None,
         names=names,
     )
-    result = await app_core.generate(caller, req, request_id(request))
-    return JSONResponse(render_result(request, app_core, result, body.response_format or "url"))
+    return await respond(request, caller, req, body, body.response_format)
 
 
-def render_result(request: Request, app_core: Pixgate, result: GenerationResult, fmt: str) -> dict:
-    base = public_base(request)
-    urls = [base + app_core.storage.signed_path(i.path, i.expires) for i in result.images]
-    if fmt == "b64_json":
-        data = [
-            {"b64_json": base64.b64encode(app_core.storage.read(i.path)).decode()}
-            for i in result.images
-        ]
-    else:
-        data = [{"url": u} for u in urls]
-    first = result.images[0] if result.images else None
-    return {
-        "created": int(time.time()),
-        "data": data,
-        "images": [{"url": u} for u in urls],
-        "timings": {"inference": round(result.inference_seconds, 3)},
-        "seed": result.seed,
-        "output_format": first.format if first else None,
-    }
+def _openai_style(app_core: Pixgate, style: str) -> bool:
+    """OpenAI's DALL-E 3 style values, unless the operator made them style ids."""
+    configured = {s.id for s in app_core.settings.styles}
+    return style in ("vivid", "natural") and style not in configured
 
 
 @router.get("/v1/models", summary="List the model catalog")
@@ -224,3 +207,19 @@ async def list_styles(request: Request) -> JSONResponse:
     await authenticated(request)
     styles = core(request).settings.styles
     return JSONResponse({"object": "list", "data": [s.model_dump() for s in styles]})
+
+
+@router.get("/v1/loras", summary="LoRA names accepted in `lora`")
+async def list_loras(request: Request) -> JSONResponse:
+    await authenticated(request)
+    app_core = core(request)
+    data = [
+        {
+            "name": lora.name,
+            "description": lora.description,
+            "default_scale": lora.default_scale,
+            "models": [m.name for m in app_core.catalog if not m.loras or lora.name in m.loras],
+        }
+        for lora in app_core.settings.loras
+    ]
+    return JSONResponse({"object": "list", "data": data})

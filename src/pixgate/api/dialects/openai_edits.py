@@ -13,11 +13,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from pixgate.api.context import authenticated, core, request_id
-from pixgate.api.dialects.openai import render_result
+from pixgate.api.context import authenticated, core
+from pixgate.api.tasks import TaskFields, respond
 from pixgate.api.validation import validate
 from pixgate.errors import invalid
 from pixgate.inputs import MAX_INPUT_BYTES, decode_image, mask_from_alpha, save_input
@@ -29,7 +29,10 @@ router = APIRouter(tags=["OpenAI images: edits and variations"])
 _FILE_FIELDS = {"image", "image[]", "mask"}
 
 
-class _Common(BaseModel):
+class _Common(TaskFields):
+    """Fields of both forms; `async`, `webhook_url` and `webhook_secret` (TaskFields) make
+    the request asynchronous, as on /v1/images/generations."""
+
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(default=None, max_length=200)
@@ -143,15 +146,33 @@ async def _generate(request: Request, kind: str) -> JSONResponse:
         user=body.user,
         sampler=body.sampler,
     )
-    result = await app_core.generate(caller, req, request_id(request))
-    return JSONResponse(render_result(request, app_core, result, body.response_format or "url"))
+    return await respond(request, caller, req, body, body.response_format)
 
 
-@router.post("/v1/images/edits", summary="Edit an image (inpaint with a mask, else img2img)")
+def _form_schema(form: type[_Common], files: tuple[str, ...]) -> dict:
+    """The multipart body's OpenAPI schema: the form's fields plus its file parts."""
+    schema = form.model_json_schema()
+    binary = {"type": "string", "format": "binary"}
+    schema["properties"] = {**dict.fromkeys(files, binary), **schema["properties"]}
+    schema["required"] = ["image", *schema.get("required", [])]
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+    }
+
+
+@router.post(
+    "/v1/images/edits",
+    summary="Edit an image (inpaint with a mask, else img2img)",
+    openapi_extra=_form_schema(EditForm, ("image", "mask")),
+)
 async def edit_image(request: Request) -> JSONResponse:
     return await _generate(request, "edit")
 
 
-@router.post("/v1/images/variations", summary="Variations of an image")
+@router.post(
+    "/v1/images/variations",
+    summary="Variations of an image",
+    openapi_extra=_form_schema(VariationForm, ("image",)),
+)
 async def image_variations(request: Request) -> JSONResponse:
     return await _generate(request, "variation")

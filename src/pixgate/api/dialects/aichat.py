@@ -1,0 +1,290 @@
+"""aichat image-to-image tasks (seed 003): `POST /api/image2image` takes a multipart
+`image` and a `params` JSON string and answers at once with a `task_id`;
+`POST /api/v1/draw/query` reports the task's status, progress and, when done, its images.
+
+The key comes as `?key=` or an `apikey` header. A key with a signing secret must also send
+`sign: md5(<query string> + <secret>)` (the seed's PHP demo). Every answer, errors
+included, has one envelope: `{"code", "msg", "data"}`, where `data` is a task status
+(`task_id`, `status`, `progress`, `images`, `error`). The seed shows no responses; this
+shape is pixgate's, documented in docs/api-aichat.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+
+from pixgate.api.context import bearer_token, client_ip, core, language, public_base, request_id
+from pixgate.api.dialects.aichat_params import Image2ImageParams, size_ids, to_request
+from pixgate.api.validation import parse_json_object, validate
+from pixgate.catalog import stable_id
+from pixgate.db import Job
+from pixgate.engine.samplers import sampler_names
+from pixgate.errors import PixgateError, invalid
+from pixgate.inputs import MAX_INPUT_BYTES, decode_image, save_input
+from pixgate.keys import Caller
+from pixgate.request import GenerationRequest
+
+SUBMIT_PATH = "/api/image2image"
+# Every example in the seed writes the address as https://aichatapi.com//api/image2image;
+# a client that swaps only the host sends the double slash, so it is served too.
+SEED_SUBMIT_PATH = "/" + SUBMIT_PATH
+QUERY_PATH = "/api/v1/draw/query"
+PATH_PREFIXES = (SUBMIT_PATH, SEED_SUBMIT_PATH, "/api/v1/draw/")
+
+router = APIRouter(tags=["aichat image-to-image tasks"])
+
+# Where this dialect expects the key, instead of the core's Bearer wording.
+_MESSAGES = {
+    "missing_api_key": (
+        "No API key provided: send it as ?key=<key> or in the 'apikey' header.",
+        "未提供 API 密钥:请使用 ?key=<密钥> 或 apikey 请求头传入。",
+    ),
+}
+
+
+def _envelope(code: int, msg: str, data: Any) -> dict[str, Any]:
+    return {"code": code, "msg": msg, "data": data}
+
+
+def render_error(err: PixgateError, lang: str) -> JSONResponse:
+    """An error as a task that failed before it started: HTTP status = `code`."""
+    override = _MESSAGES.get(err.code)
+    message = (override[1] if lang == "zh" else override[0]) if override else err.message(lang)
+    data = {
+        "task_id": None,
+        "status": "failed",
+        "progress": 0,
+        "images": [],
+        "error": {"code": err.code, "param": err.param, "message": message},
+    }
+    return JSONResponse(
+        _envelope(err.status, message, data), status_code=err.status, headers=err.headers
+    )
+
+
+def _ok(data: Any, **extra: Any) -> JSONResponse:
+    return JSONResponse({**_envelope(200, "success", data), **extra})
+
+
+# --- authentication and signing ---------------------------------------------------------
+def _raw_key(request: Request) -> str | None:
+    return request.query_params.get("key") or request.headers.get("apikey") or bearer_token(request)
+
+
+def expected_sign(query_string: str, secret: str) -> str:
+    """The seed's signature: md5 of the query string (as sent, without '?') followed by
+    the key's signing secret (SK), lower-case hex."""
+    return hashlib.md5((query_string + secret).encode()).hexdigest()
+
+
+async def aichat_caller(request: Request) -> Caller:
+    """The key's caller; for a key with a signing secret, only with a correct `sign`."""
+    app_core = core(request)
+    ip = client_ip(request)
+    caller = await app_core.authenticate(_raw_key(request), ip)
+    secret = app_core.signing_secret(caller)
+    if secret is None:
+        return caller
+    sent = request.headers.get("sign", "").strip().lower()
+    if not sent:
+        await app_core.signature_failed(ip)
+        raise PixgateError("signature_required", param="sign")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    if not hmac.compare_digest(sent, expected_sign(query, secret)):
+        await app_core.signature_failed(ip)
+        raise PixgateError("invalid_signature", param="sign")
+    return caller
+
+
+# --- submitting ------------------------------------------------------------------------
+async def _read_form(request: Request) -> tuple[UploadFile, dict[str, Any]]:
+    """The multipart body's one `image` file and its `params` object."""
+    try:
+        form = await request.form(max_files=2, max_fields=8, max_part_size=MAX_INPUT_BYTES)
+    except (MultiPartException, StarletteHTTPException) as exc:
+        detail = getattr(exc, "message", None) or getattr(exc, "detail", "")
+        raise invalid(
+            "image",
+            f"the multipart/form-data body could not be read ({detail})",
+            f"无法解析 multipart/form-data 请求体({detail})",
+        ) from exc
+    images: list[UploadFile] = []
+    params: str | None = None
+    for name, value in form.multi_items():
+        if name == "image" and isinstance(value, UploadFile):
+            images.append(value)
+        elif name == "params" and isinstance(value, str):
+            params = value
+        elif name not in ("image", "params"):
+            raise PixgateError("unknown_parameter", param=name)
+        else:
+            raise invalid(
+                name,
+                "must be a file" if name == "image" else "must be a JSON string, not a file",
+                "必须是文件" if name == "image" else "必须是 JSON 字符串,而不是文件",
+            )
+    if not images:
+        raise invalid(
+            "image",
+            "is required: send the image file as multipart/form-data field 'image'",
+            "必填:请以 multipart/form-data 的 image 字段上传图片文件",
+        )
+    if len(images) > 1:
+        raise invalid(
+            "image", f"takes one file (got {len(images)})", f"只接受一个文件(收到 {len(images)} 个)"
+        )
+    if params is None:
+        raise PixgateError("missing_field", param="params")
+    try:
+        parsed = json.loads(params or "{}")
+    except json.JSONDecodeError as exc:
+        raise invalid(
+            "params", f"must be a JSON object string ({exc})", f"必须是 JSON 对象字符串({exc})"
+        ) from exc
+    if not isinstance(parsed, dict):
+        raise invalid("params", "must be a JSON object string", "必须是 JSON 对象字符串")
+    return images[0], parsed
+
+
+@router.post(SUBMIT_PATH, summary="aichat: submit an image-to-image task")
+@router.post(SEED_SUBMIT_PATH, include_in_schema=False)
+async def image2image(request: Request) -> JSONResponse:
+    app_core = core(request)
+    caller = await aichat_caller(request)
+    upload, raw_params = await _read_form(request)
+    params = validate(Image2ImageParams, raw_params)
+    image = decode_image(await upload.read(MAX_INPUT_BYTES + 1), "image")  # +1: "too big"
+    req = to_request(app_core, params, image.width, image.height)
+    app_core.moderate(req)  # before the upload is stored; submit checks it again
+    req = req.model_copy(
+        update={"image": save_input(app_core.storage, image.convert("RGB"), "image")}
+    )
+    job_id = await app_core.submit(caller, req, request_id(request))
+    # The seed: "返回的参数里会有一个task_id" - at the top level, and in the task status.
+    return _ok(task_json(request, await app_core.task(caller, job_id)), task_id=job_id)
+
+
+# --- querying --------------------------------------------------------------------------
+class TaskQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str | int = Field(description="The task_id /api/image2image returned.")
+
+
+def task_status(job: Job) -> str:
+    if job.status == "failed" and job.error_code == "cancelled":
+        return "cancelled"
+    return job.status  # queued | running | succeeded | failed
+
+
+def task_json(request: Request, job: Job) -> dict[str, Any]:
+    """A job as the dialect's task status; images only once it succeeded."""
+    app_core = core(request)
+    status = task_status(job)
+    images = []
+    if status == "succeeded":
+        base = public_base(request)
+        width, height = GenerationRequest.model_validate(job.request).output_size
+        images = [
+            {
+                "url": base + app_core.storage.signed_path(i["path"], i["expires"]),
+                "seed": i["seed"],
+                "width": width,
+                "height": height,
+            }
+            for i in job.images or []
+        ]
+    error = None
+    if status in ("failed", "cancelled"):
+        err = app_core.job_error(job)
+        error = {
+            "code": job.error_code,
+            "param": err.param,
+            "message": err.message(language(request)),
+        }
+    return {
+        "task_id": job.id,
+        "status": status,
+        "progress": 100 if status == "succeeded" else round((job.progress or 0.0) * 100),
+        "images": images,
+        "seed": job.seed,
+        "number": job.n,
+        "images_generated": job.n_succeeded,
+        "inference_seconds": round(job.inference_seconds or 0.0, 3),
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "error": error,
+    }
+
+
+async def _task_id(request: Request) -> str:
+    body = validate(TaskQuery, parse_json_object(await request.body()))
+    return str(body.task_id)
+
+
+@router.post(QUERY_PATH, summary="aichat: a task's status, progress and images")
+async def query_task(request: Request) -> JSONResponse:
+    caller = await aichat_caller(request)
+    job = await core(request).task(caller, await _task_id(request))
+    return _ok(task_json(request, job))
+
+
+@router.post("/api/v1/draw/cancel", summary="aichat (pixgate extension): cancel a task")
+async def cancel_task(request: Request) -> JSONResponse:
+    caller = await aichat_caller(request)
+    job = await core(request).cancel_task(caller, await _task_id(request))
+    return _ok(task_json(request, job))
+
+
+# --- catalog ---------------------------------------------------------------------------
+@router.get("/api/v1/draw/models", summary="aichat: model_id values")
+async def list_models(request: Request) -> JSONResponse:
+    await aichat_caller(request)
+    data = [
+        {
+            "model_id": stable_id(m.name),
+            "name": m.name,
+            "description": m.description,
+            "size_ids": size_ids(m),
+            "sizes": m.sizes,
+            "max_number": m.max_images,
+            "max_steps": m.max_steps,
+            "default_steps": m.default_steps,
+            "price": str(m.price),
+            "loras": list(m.loras),
+        }
+        for m in core(request).catalog
+    ]
+    return _ok(data)
+
+
+@router.get("/api/v1/draw/styles", summary="aichat: style_id values")
+async def list_styles(request: Request) -> JSONResponse:
+    await aichat_caller(request)
+    data = [
+        {
+            "style_id": stable_id(s.id),
+            "id": s.id,
+            "name": s.name,
+            "template": s.template,
+            "negative_prompt": s.negative_prompt,
+        }
+        for s in core(request).settings.styles
+    ]
+    return _ok(data)
+
+
+@router.get("/api/v1/draw/samplers", summary="aichat: simper values")
+async def list_samplers(request: Request) -> JSONResponse:
+    await aichat_caller(request)
+    return _ok([{"name": n} for n in sampler_names()])
