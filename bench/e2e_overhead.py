@@ -74,7 +74,7 @@ class Direct:
 class Server:
     """A real `pixgate serve` subprocess with a fresh data dir."""
 
-    def __init__(self, models_dir: Path, data_dir: Path):
+    def __init__(self, models_dir: Path, data_dir: Path, config: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -83,6 +83,7 @@ class Server:
             "PIXGATE_MODELS_PATH": str(models_dir),
             "PIXGATE_LOG_LEVEL": "WARNING",
             "HF_HUB_OFFLINE": "1",
+            **({"PIXGATE_CONFIG": str(config)} if config else {}),
         }
         pixgate = [sys.executable, "-m", "pixgate"]
         created = subprocess.run(
@@ -119,12 +120,14 @@ class Server:
         self.proc.wait(timeout=60)
 
 
-def http_call(client: httpx.Client, size: int, steps: int, seed: int) -> float:
+def http_call(
+    client: httpx.Client, size: int, steps: int, seed: int, model: str = "tiny-sd"
+) -> float:
     start = time.perf_counter()
     r = client.post(
         "/v1/images/generations",
         json={
-            "model": "tiny-sd",
+            "model": model,
             "prompt": "a lighthouse on a cliff",
             "size": f"{size}x{size}",
             "num_inference_steps": steps,
@@ -137,7 +140,9 @@ def http_call(client: httpx.Client, size: int, steps: int, seed: int) -> float:
     return elapsed
 
 
-def http_throughput(server: Server, size: int, steps: int, total: int, concurrency: int) -> float:
+def http_throughput(
+    server: Server, size: int, steps: int, total: int, concurrency: int, model: str = "tiny-sd"
+) -> float:
     """Images per second with `concurrency` clients sharing `total` requests."""
     counter = iter(range(total))
     lock = threading.Lock()
@@ -151,7 +156,7 @@ def http_throughput(server: Server, size: int, steps: int, total: int, concurren
                 if seed is None:
                     return
                 try:
-                    http_call(c, size, steps, seed)
+                    http_call(c, size, steps, seed, model)
                 except Exception as exc:
                     errors.append(exc)
                     return

@@ -99,7 +99,7 @@ def test_models_list_says_which_are_demo(sdk):
         "Yuecheng-VisGen/VisGen",
     } <= set(models)
     assert models["FLUX.1-schnell"].model_extra["demo"] is True
-    assert models["FLUX.1-schnell"].model_extra["source"] == "builtin:tiny-sd"
+    assert models["FLUX.1-schnell"].model_extra["source"] == "builtin:tiny-flux"
     assert models["tiny-sd"].model_extra["demo"] is False
     assert models["tiny-sd"].model_extra["random_weights"] is True
 

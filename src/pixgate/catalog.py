@@ -19,7 +19,8 @@ SILICONFLOW_SIZES = ["1024x1024", "512x1024", "768x512", "768x1024", "1024x576",
 YUECHENG_SIZES = ["1024x1024", "960x1280", "768x1024", "720x1280", "720x1440"]
 # Volcengine (seed 002) takes any width and height from 256 to 768; images are made on the
 # 8-pixel latent grid, so every multiple of 8 in that range is offered.
-VOLCENGINE_SIZES = [f"{w}x{h}" for w in range(256, 769, 8) for h in range(256, 769, 8)]
+# Volcengine takes any width/height from 256 to 768 (size_range); these are listed.
+VOLCENGINE_SIZES = ["256x256", "512x512", "512x768", "768x512", "768x768"]
 VOLCENGINE_REQ_KEYS = ("high_aes_general_v21_L", "jimeng_high_aes_general_v21_L")
 TINY_SD_SIZES = sorted(
     {"256x256", "512x512", "768x768", *SILICONFLOW_SIZES, *YUECHENG_SIZES},
@@ -47,6 +48,11 @@ class ModelSpec(BaseModel):
     price: Decimal = Field(default=Decimal(0), ge=0, description="Currency per image.")
     sizes: list[str] = Field(default_factory=lambda: list(TINY_SD_SIZES))
     default_size: str = "1024x1024"
+    size_range: tuple[int, int] | None = Field(
+        default=None,
+        description="(min, max): any WIDTHxHEIGHT with both sides multiples of 8 in this "
+        "range is accepted too, beside `sizes`.",
+    )
     max_steps: int = Field(default=100, ge=1, le=1000)
     default_steps: int = Field(default=20, ge=1)
     max_images: int = Field(default=4, ge=1, le=16)
@@ -107,6 +113,15 @@ class ModelSpec(BaseModel):
         if self.default_steps > self.max_steps:
             raise ValueError("default_steps must not exceed max_steps")
         return self
+
+    def offers(self, width: int, height: int) -> bool:
+        """Whether the model generates at this size."""
+        if f"{width}x{height}" in self.sizes:
+            return True
+        if self.size_range is None:
+            return False
+        low, high = self.size_range
+        return all(low <= side <= high and side % 8 == 0 for side in (width, height))
 
     @property
     def price_minor(self) -> int:
@@ -187,7 +202,6 @@ REAL_SEED_MODELS = [
 ]
 
 
-
 def demo_source(name: str) -> str:
     """The tiny builtin build of the family a seed model name really is, so demo mode runs
     the same pipeline class (and sampler family) as the real model: FLUX names ->
@@ -235,6 +249,7 @@ DEMO_SEED_MODELS = [
             name=req_key,
             source=demo_source(req_key),
             sizes=VOLCENGINE_SIZES,
+            size_range=(256, 768),
             default_size="512x512",
             max_steps=200,
             default_steps=25,

@@ -266,6 +266,32 @@ def models_list(
     console.print(table)
 
 
+@models_app.command("pull")
+def models_pull(
+    name: Annotated[str, typer.Argument(help="A catalog model name or a hub repo id (org/name).")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    revision: Annotated[str, typer.Option(help="Branch, tag or commit.")] = "main",
+    variant: Annotated[
+        str | None, typer.Option(help="Weights variant, e.g. fp16 (only those where present).")
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Hub URL (default: HF_ENDPOINT, else huggingface.co).")
+    ] = None,
+) -> None:
+    """Download a hub model into the models cache (only the files diffusers loads).
+    A token for private or gated repositories is read from HF_TOKEN."""
+    from pixgate.engine.pull import PullError, pull_with_progress
+
+    settings = _settings(config, data_dir)
+    try:
+        snapshot = pull_with_progress(name, settings, err_console, revision, variant, endpoint)
+    except PullError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"pulled {name} into {snapshot}")
+
+
 @app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="What to draw.")],

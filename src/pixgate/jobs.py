@@ -149,12 +149,11 @@ class JobQueue:
         return job
 
     async def claim_compatible(
-        self, first: Job, worker_id: str, lease_seconds: float, max_images: int
+        self, first: Job, worker_id: str, lease_seconds: float, room: int
     ) -> list[Job]:
         """Claim queued jobs that can share `first`'s forward pass (same batch key), oldest
-        first, while their images fit in `max_images` together with `first`'s."""
+        first, while their images fit in `room` more images."""
         key = GenerationRequest.model_validate(first.request).batch_key()
-        room = max_images - first.n
         if key is None or room <= 0:
             return []
         now = utcnow()

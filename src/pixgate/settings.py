@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         description="Claim the next job while one generates (no gap between jobs). Turn off "
         "when several workers share a queue and latency matters more than throughput.",
     )
+    batch_wait_seconds: float = Field(
+        default=0.02,
+        ge=0,
+        le=5,
+        description="For models with max_batch > 1: how long a worker waits for compatible "
+        "requests to join a batch before it starts.",
+    )
     lease_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=2, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)

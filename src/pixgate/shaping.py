@@ -71,14 +71,20 @@ def shape_request(
     names: FieldNames = FieldNames(),
 ) -> GenerationRequest:
     size = spec.default_size if size in (None, "auto") else size.lower()
-    if size not in spec.sizes:
+    try:
+        width, height = parse_size(size)
+    except ValueError:
+        width = height = 0
+    if not spec.offers(width, height):
         allowed = ", ".join(spec.sizes)
+        if spec.size_range:
+            low, high = spec.size_range
+            allowed += f", or any multiples of 8 from {low} to {high} per side"
         raise invalid(
             names.size,
             f"{size} is not offered by model {spec.name}; allowed sizes: {allowed}",
             f"模型 {spec.name} 不支持 {size},可选尺寸:{allowed}",
         )
-    width, height = parse_size(size)
     n = 1 if n is None else n
     if not 1 <= n <= spec.max_images:
         raise invalid(

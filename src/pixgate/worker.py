@@ -128,6 +128,8 @@ class Worker:
         while not self._stopping:
             # At most one batch finishing (encode, store, settle) while the next generates.
             await self._finish_slots.acquire()
+            if prefetched is not None:  # claimed a while ago: jobs may have queued since
+                await self._top_up(prefetched)
             claimed = prefetched or await self._claim()
             prefetched = None
             if claimed is None:
@@ -137,6 +139,8 @@ class Worker:
                         self.queue.wakeup.wait(), timeout=self.settings.worker_poll_seconds
                     )
                 continue
+            if len(claimed) > 1:
+                self.metrics.batch_size.observe(sum(item.job.n for item in claimed))
             generation = asyncio.create_task(self.process(claimed))
             if self.settings.worker_prefetch and not self._stopping:
                 # Claim the next job while the engine works, so it starts without a gap.
@@ -153,20 +157,35 @@ class Worker:
         self.queue.wakeup.clear()  # an enqueue from now on wakes the idle wait
         try:
             job = await self.queue.claim(self.id, self.settings.lease_seconds)
-            if job is None:
-                return None
-            jobs = [job]
-            spec = self.catalog.get(job.model)
-            if spec is not None and self.engine is not None:
-                jobs += await self.queue.claim_compatible(
-                    job, self.id, self.settings.lease_seconds, self.engine.max_batch(spec)
-                )
         except Exception:
             log.exception("claim failed")
             return None
-        if len(jobs) > 1:
-            self.metrics.batch_size.observe(sum(j.n for j in jobs))
-        return [Claimed(j, asyncio.create_task(self._renew(j.id))) for j in jobs]
+        if job is None:
+            return None
+        batch = [Claimed(job, asyncio.create_task(self._renew(job.id)))]
+        await self._top_up(batch, wait=True)
+        return batch
+
+    async def _top_up(self, batch: Batch, wait: bool = False) -> None:
+        """Add queued jobs that can share the batch's forward pass, up to the model's
+        max_batch images. With `wait`, give compatible requests a moment to arrive first."""
+        first = batch[0].job
+        spec = self.catalog.get(first.model)
+        if spec is None or self.engine is None:
+            return
+        room = self.engine.max_batch(spec) - sum(item.job.n for item in batch)
+        if room <= 0 or batch[0].job.kind != "txt2img":
+            return
+        if wait and self.settings.batch_wait_seconds > 0:
+            await asyncio.sleep(self.settings.batch_wait_seconds)
+        try:
+            jobs = await self.queue.claim_compatible(
+                first, self.id, self.settings.lease_seconds, room
+            )
+        except Exception:
+            log.exception("claiming a batch failed")
+            return
+        batch += [Claimed(j, asyncio.create_task(self._renew(j.id))) for j in jobs]
 
     async def process(self, batch: Batch) -> None:
         """Generate on the engine thread, then hand the results to a finishing task so the

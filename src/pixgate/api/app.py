@@ -88,8 +88,13 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 405:
             err = PixgateError("method_not_allowed", args_={"method": request.method})
-        else:
+        elif exc.status_code == 404:
             err = PixgateError("not_found", args_={"path": request.url.path})
+        else:  # e.g. a malformed multipart body that Starlette refuses before any handler
+            detail = str(exc.detail)
+            err = PixgateError(
+                "invalid_value", param="body", args_={"detail": detail, "detail_zh": detail}
+            )
         return render(request, err)
 
     def _crash_response(request: Request) -> Response:

@@ -249,8 +249,8 @@ def build_tiny_flux() -> Any:
     single-stream blocks, 3-axis RoPE, no guidance embedding) over a packed 16-channel
     latent, conditioned on CLIP's pooled output and T5's hidden states."""
     import torch
-    from diffusers import FluxPipeline, FluxTransformer2DModel
     from diffusers import FlowMatchEulerDiscreteScheduler as Scheduler
+    from diffusers import FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextModel
 
     tokenizer, vocab = clip_tokenizer()

@@ -33,6 +33,7 @@ from pixgate.errors import PixgateError, invalid
 from pixgate.inputs import MAX_INPUT_BYTES, decode_image, save_input
 from pixgate.keys import Caller
 from pixgate.request import GenerationRequest
+from pixgate.service import job_result
 
 SUBMIT_PATH = "/api/image2image"
 # Every example in the seed writes the address as https://aichatapi.com//api/image2image;
@@ -181,28 +182,22 @@ class TaskQuery(BaseModel):
     task_id: str | int = Field(description="The task_id /api/image2image returned.")
 
 
-def task_status(job: Job) -> str:
-    if job.status == "failed" and job.error_code == "cancelled":
-        return "cancelled"
-    return job.status  # queued | running | succeeded | failed
-
-
 def task_json(request: Request, job: Job) -> dict[str, Any]:
     """A job as the dialect's task status; images only once it succeeded."""
     app_core = core(request)
-    status = task_status(job)
+    status = job.task_status
     images = []
     if status == "succeeded":
         base = public_base(request)
         width, height = GenerationRequest.model_validate(job.request).output_size
         images = [
             {
-                "url": base + app_core.storage.signed_path(i["path"], i["expires"]),
-                "seed": i["seed"],
+                "url": base + app_core.storage.signed_path(i.path, i.expires),
+                "seed": i.seed,
                 "width": width,
                 "height": height,
             }
-            for i in job.images or []
+            for i in job_result(job).images
         ]
     error = None
     if status in ("failed", "cancelled"):

@@ -179,6 +179,7 @@ async def list_models(request: Request) -> JSONResponse:
             "description": m.description,
             "price": str(m.price),
             "sizes": m.sizes,
+            "size_range": list(m.size_range) if m.size_range else None,
             "default_size": m.default_size,
             "max_images": m.max_images,
             "max_steps": m.max_steps,

@@ -1,0 +1,291 @@
+"""`pixgate models pull` against a local fake of the Hugging Face hub's file API, backed by
+a saved tiny-sd pipeline: what is downloaded and skipped, loading the pulled model offline
+through the loader, and the error paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pytest
+
+from pixgate.catalog import TINY_SD, ModelSpec
+from pixgate.engine.builtin import ensure_builtin
+from pixgate.engine.diffusion import DiffusersEngine
+from pixgate.engine.loader import PipelineCache
+from pixgate.engine.pull import _weight_kind, pipeline_components, select_files
+from pixgate.request import GenerationRequest
+from tests.conftest import free_port
+
+PIXGATE = [sys.executable, "-m", "pixgate"]
+REPO = "pixgate-test/tiny-sd"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# Files a real SD 1.5 repo also holds, that diffusers does not load.
+EXTRAS = {
+    "unet/diffusion_pytorch_model.bin": "duplicate of the .safetensors",
+    "unet/diffusion_pytorch_model.fp16.safetensors": "fp16 variant",
+    "vae/diffusion_flax_model.msgpack": "Flax weights",
+    "v1-5-pruned-emaonly.safetensors": "single-file checkpoint",
+    "README.md": "not part of the pipeline",
+    "safety_checker/model.safetensors": "not a component",
+}
+
+
+class FakeHub:
+    """The endpoints huggingface_hub calls for model_info and hf_hub_download."""
+
+    def __init__(self, repos: dict[str, dict[str, bytes]], private: set[str] = frozenset()):
+        self.repos = repos
+        self.private = private
+        self.requests: list[tuple[str, str]] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_HEAD(self):
+                hub.handle(self, body=False)
+
+            def do_GET(self):
+                hub.handle(self, body=True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def handle(self, req: BaseHTTPRequestHandler, body: bool) -> None:
+        path = unquote(urlparse(req.path).path)
+        self.requests.append((req.command, path))
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
+            repo = "/".join(parts[2:4])
+            if self._refused(req, repo):
+                return
+            files = self.repos[repo]
+            info = {
+                "id": repo,
+                "sha": COMMIT,
+                "private": False,
+                "siblings": [{"rfilename": f, "size": len(data)} for f, data in files.items()],
+            }
+            self._send(
+                req, 200, json.dumps(info).encode(), body, {"Content-Type": "application/json"}
+            )
+        elif len(parts) >= 5 and parts[2] == "resolve":
+            repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
+            if self._refused(req, repo):
+                return
+            data = self.repos[repo].get(filename)
+            if data is None:
+                self._send(req, 404, b"Entry not found", body, {"X-Error-Code": "EntryNotFound"})
+                return
+            headers = {
+                "X-Repo-Commit": COMMIT,
+                "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                "Content-Type": "application/octet-stream",
+            }
+            self._send(req, 200, data, body, headers)
+        else:
+            self._send(req, 404, b"not found", body)
+
+    def _refused(self, req, repo: str) -> bool:
+        if repo in self.private:
+            self._send(
+                req, 401, b'{"error":"Invalid credentials"}', True, {"X-Error-Code": "RepoNotFound"}
+            )
+            return True
+        if repo not in self.repos:
+            self._send(
+                req,
+                404,
+                b'{"error":"Repository not found"}',
+                True,
+                {"X-Error-Code": "RepoNotFound"},
+            )
+            return True
+        return False
+
+    @staticmethod
+    def _send(req, status: int, data: bytes, body: bool, headers: dict | None = None) -> None:
+        req.send_response(status)
+        for k, v in (headers or {}).items():
+            req.send_header(k, v)
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        if body and req.command != "HEAD":
+            req.wfile.write(data)
+
+    def downloads(self) -> list[str]:
+        """Files fetched (GET on /resolve/)."""
+        return [
+            p.split("/resolve/", 1)[1].split("/", 1)[1]
+            for m, p in self.requests
+            if m == "GET" and "/resolve/" in p
+        ]
+
+
+@pytest.fixture
+def hub(models_dir) -> Iterator[FakeHub]:
+    folder = ensure_builtin("tiny-sd", models_dir)
+    files = {str(f.relative_to(folder)): f.read_bytes() for f in folder.rglob("*") if f.is_file()}
+    files.update({name: b"not loaded: " + name.encode() for name in EXTRAS})
+    fake = FakeHub({REPO: files}, private={"pixgate-test/private"})
+    fake.thread.start()
+    yield fake
+    fake.server.shutdown()
+
+
+def pull(*args: str, endpoint: str, home: Path, extra_env: dict | None = None):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(home / "hf-home"),  # no token or cache of the user's
+        PIXGATE_MODELS_PATH=str(home / "models"),
+        COLUMNS="200",
+        **(extra_env or {}),
+    )
+    return subprocess.run(
+        [*PIXGATE, "models", "pull", *args, "--data-dir", str(home / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_pull_downloads_what_diffusers_needs_and_loads_offline(hub, tmp_path, models_dir):
+    result = pull(REPO, endpoint=hub.url, home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for name in EXTRAS:  # said what was skipped, and never fetched it
+        assert f"skip {name}" in result.stderr
+    fetched = set(hub.downloads())
+    assert not fetched & set(EXTRAS)
+    assert {"model_index.json", "unet/diffusion_pytorch_model.safetensors"} <= fetched
+    assert "pulled" in result.stdout
+
+    # the loader finds it in <models_dir>/hub with the hub offline (HF_HUB_OFFLINE=1 here)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    cache = tmp_path / "models" / "hub" / "models--pixgate-test--tiny-sd"
+    assert (cache / "refs" / "main").read_text() == COMMIT
+    spec = ModelSpec(name="pulled", source=REPO)
+    pulled = DiffusersEngine(PipelineCache(tmp_path / "models"))
+    builtin = DiffusersEngine(PipelineCache(models_dir))
+    req = GenerationRequest(
+        model="x", prompt="a boat", width=256, height=256, n=1, seed=4, steps=2, guidance=7.5
+    )
+    a = np.asarray(pulled.generate(req, spec).images[0])
+    b = np.asarray(builtin.generate(req, TINY_SD).images[0])
+    assert np.array_equal(a, b)
+
+    # pulling again finds every file in the cache: nothing is downloaded twice
+    before = len(hub.downloads())
+    again = pull(REPO, endpoint=hub.url, home=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(hub.downloads()) == before
+
+
+def test_pull_errors_are_clear_and_nonzero(hub, tmp_path):
+    missing = pull("nobody/nothing", endpoint=hub.url, home=tmp_path)
+    assert missing.returncode == 1
+    assert "'nobody/nothing' not found" in missing.stderr and "HTTP 404" in missing.stderr
+
+    private = pull("pixgate-test/private", endpoint=hub.url, home=tmp_path)
+    assert private.returncode == 1
+    assert "HTTP 401" in private.stderr and "HF_TOKEN" in private.stderr
+
+    down = pull(REPO, endpoint=f"http://127.0.0.1:{free_port()}", home=tmp_path)
+    assert down.returncode == 1 and "cannot reach the hub" in down.stderr
+
+    offline = pull(REPO, endpoint=hub.url, home=tmp_path, extra_env={"HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 1 and "HF_HUB_OFFLINE" in offline.stderr
+
+    unknown = pull("dall-e-9", endpoint=hub.url, home=tmp_path)
+    assert unknown.returncode == 1 and "unknown model 'dall-e-9'" in unknown.stderr
+
+    builtin = pull("tiny-sd", endpoint=hub.url, home=tmp_path)
+    assert builtin.returncode == 1 and "nothing to download" in builtin.stderr
+
+    for r in (missing, private, down, offline, unknown, builtin):
+        assert "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "models" / "hub" / "models--nobody--nothing" / "snapshots").exists()
+
+
+def test_file_selection_formats_variants_and_shards():
+    assert _weight_kind("unet/diffusion_pytorch_model.fp16.safetensors") == ("safetensors", "fp16")
+    assert _weight_kind("te/model.safetensors.index.fp16.json") == ("safetensors", "fp16")
+    assert _weight_kind("te/model.safetensors.index.json") == ("safetensors", None)
+    assert _weight_kind("te/model-00001-of-00002.safetensors") == ("safetensors", None)
+    assert _weight_kind("te/config.json") == (None, None)
+    assert _weight_kind("tokenizer/merges.txt") == (None, None)
+
+    files = {
+        "model_index.json": 1,
+        "sd_xl_base_1.0.safetensors": 7,
+        "unet/config.json": 1,
+        "unet/diffusion_pytorch_model.safetensors": 10,
+        "unet/diffusion_pytorch_model.fp16.safetensors": 5,
+        "unet/diffusion_pytorch_model.bin": 10,
+        "unet/diffusion_pytorch_model.fp16.bin": 5,
+        "text_encoder_2/config.json": 1,
+        "text_encoder_2/model.safetensors.index.json": 1,
+        "text_encoder_2/model-00001-of-00002.safetensors": 6,
+        "text_encoder_2/model-00002-of-00002.safetensors": 6,
+        "text_encoder_2/model.safetensors.index.fp16.json": 1,
+        "text_encoder_2/model-00001-of-00001.fp16.safetensors": 6,
+        "vae/config.json": 1,
+        "vae/diffusion_pytorch_model.bin": 3,  # .bin only: kept
+        "vae_decoder/model.onnx": 3,
+        "tokenizer/vocab.json": 1,
+    }
+    components = pipeline_components(
+        {
+            "_class_name": "StableDiffusionXLPipeline",
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "image_encoder": [None, None],
+            "force_zeros_for_empty_prompt": True,
+        }
+    )
+    assert components == {"unet", "vae", "text_encoder_2", "tokenizer"}
+
+    keep, skipped, notes = select_files(files, components, variant=None)
+    assert set(keep) == {
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "text_encoder_2/config.json",
+        "text_encoder_2/model.safetensors.index.json",
+        "text_encoder_2/model-00001-of-00002.safetensors",
+        "text_encoder_2/model-00002-of-00002.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.bin",
+        "tokenizer/vocab.json",
+    }
+    assert skipped["unet/diffusion_pytorch_model.bin"].startswith("duplicate")
+    assert skipped["unet/diffusion_pytorch_model.fp16.safetensors"] == "fp16 variant"
+    assert "single-file" in skipped["sd_xl_base_1.0.safetensors"]
+    assert "not a component" in skipped["vae_decoder/model.onnx"]
+    assert notes == []
+
+    keep, skipped, notes = select_files(files, components, variant="fp16")
+    assert "unet/diffusion_pytorch_model.fp16.safetensors" in keep
+    assert "text_encoder_2/model-00001-of-00001.fp16.safetensors" in keep
+    assert "text_encoder_2/model.safetensors.index.fp16.json" in keep
+    assert "vae/diffusion_pytorch_model.bin" in keep  # no fp16 variant: the default weights
+    assert "default weights" in skipped["unet/diffusion_pytorch_model.safetensors"]
+    assert "default weights" in skipped["text_encoder_2/model-00002-of-00002.safetensors"]
+    assert skipped["unet/diffusion_pytorch_model.fp16.bin"].startswith("duplicate")
+    assert notes == ["vae: no fp16 variant; the default weights are used"]
