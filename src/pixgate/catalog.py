@@ -62,6 +62,11 @@ class ModelSpec(BaseModel):
         pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
         description="Where the pipeline runs: auto (cuda, then mps, then cpu), cpu, mps, cuda:N.",
     )
+    variant: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Weights variant to load, e.g. fp16 (files named *.fp16.safetensors).",
+    )
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
         default="auto", description="auto: float16 on cuda/mps, float32 on cpu."
     )

@@ -81,7 +81,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
     demo: Annotated[
         bool | None,
-        typer.Option("--demo/--no-demo", help="Serve seed model names from builtin:tiny-sd."),
+        typer.Option(
+            "--demo/--no-demo", help="Serve seed model names from builtin tiny builds (noise)."
+        ),
     ] = None,
     workers: Annotated[
         bool | None, typer.Option("--workers/--no-workers", help="Run a worker in-process.")

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
 
     demo: bool = Field(
         default=False,
-        description="Serve the seed model names from builtin:tiny-sd (random weights, noise).",
+        description="Serve the seed model names from builtin tiny builds of their family "
+        "(random weights: noise).",
     )
     models: list[ModelSpec] = Field(default_factory=list)
     loras: list[LoraSpec] = Field(

@@ -301,13 +301,23 @@ class Worker:
             self._finish_slots.release()
 
     def _preload(self) -> None:
-        """Build/load builtin models up front so the first request does not pay for it."""
-        for spec in self.catalog:
-            if spec.source_kind == "builtin":
-                try:
+        """Build every builtin model to disk up front, and load the default model and the
+        next ones (each source once) while they fit in the pipeline cache, so the first
+        requests do not pay for it."""
+        from pixgate.engine.builtin import BUILTIN_PREFIX, ensure_builtin
+
+        default = self.catalog.default()
+        specs = sorted(self.catalog, key=lambda spec: spec.name != default.name)
+        builtins = [spec for spec in specs if spec.source_kind == "builtin"]
+        loaded: set[str] = set()
+        for spec in builtins:
+            try:
+                ensure_builtin(spec.source[len(BUILTIN_PREFIX) :], self.settings.models_dir)
+                if spec.source not in loaded and len(loaded) < self.engine.cache.max_loaded:
                     self.engine.cache.get(spec)
-                except Exception as exc:  # reported again, per job, if it persists
-                    log.warning("preload failed", model=spec.name, error=str(exc))
+                    loaded.add(spec.source)
+            except Exception as exc:  # reported again, per job, if it persists
+                log.warning("preload failed", model=spec.name, error=str(exc))
 
     def _store(
         self, job_id: str, req: GenerationRequest, pil_images: list[Any | None]

@@ -178,6 +178,7 @@ class PipelineCache:
             pipe = DiffusionPipeline.from_pretrained(
                 source,
                 dtype=dtype,
+                variant=spec.variant,
                 cache_dir=str(self.models_dir / "hub"),
             )
             pipe.set_progress_bar_config(disable=True)

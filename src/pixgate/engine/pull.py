@@ -183,8 +183,8 @@ def plan_pull(
     keep, skipped, notes = select_files(files, pipeline_components(model_index), variant)
     if variant is not None:
         notes.append(
-            f"load it with variant={variant!r}: diffusers looks for the {variant} files "
-            "only when asked for that variant"
+            f'set variant = "{variant}" on the model in [[models]]: diffusers looks for '
+            f"the {variant} files only when asked for that variant"
         )
     return PullPlan(repo_id, revision, commit, keep, skipped, notes)
 
