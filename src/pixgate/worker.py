@@ -168,22 +168,23 @@ class Worker:
 
     async def _top_up(self, batch: Batch, wait: bool = False) -> None:
         """Add queued jobs that can share the batch's forward pass, up to the model's
-        max_batch images. With `wait`, give compatible requests a moment to arrive first."""
+        max_batch images. With `wait`, give compatible requests a moment to arrive first.
+        Batching is an optimization: if it fails, the batch runs as it is."""
         first = batch[0].job
-        spec = self.catalog.get(first.model)
-        if spec is None or self.engine is None:
-            return
-        room = self.engine.max_batch(spec) - sum(item.job.n for item in batch)
-        if room <= 0 or batch[0].job.kind != "txt2img":
-            return
-        if wait and self.settings.batch_wait_seconds > 0:
-            await asyncio.sleep(self.settings.batch_wait_seconds)
         try:
+            spec = self.catalog.get(first.model)
+            if spec is None or self.engine is None or first.kind != "txt2img":
+                return
+            room = self.engine.max_batch(spec) - sum(item.job.n for item in batch)
+            if room <= 0:
+                return
+            if wait and self.settings.batch_wait_seconds > 0:
+                await asyncio.sleep(self.settings.batch_wait_seconds)
             jobs = await self.queue.claim_compatible(
                 first, self.id, self.settings.lease_seconds, room
             )
         except Exception:
-            log.exception("claiming a batch failed")
+            log.exception("claiming a batch failed", job_id=first.id)
             return
         batch += [Claimed(j, asyncio.create_task(self._renew(j.id))) for j in jobs]
 
