@@ -38,7 +38,7 @@ def main() -> None:
 
     from pixgate.catalog import TINY_SD
     from pixgate.engine.builtin import BUILDERS
-    from pixgate.engine.diffusion import DiffusersEngine, with_sampler
+    from pixgate.engine.diffusion import DiffusersEngine, takes_size, with_sampler
     from pixgate.engine.loader import PipelineCache
     from pixgate.engine.samplers import is_flow_match
     from pixgate.request import GenerationRequest
@@ -71,11 +71,11 @@ def main() -> None:
                     strength=0.75 if mode == "img2img" else None,
                 )
                 pipe = with_sampler(engine.cache.get_for_mode(spec, mode), named)
-                extra = (
-                    {"image": [source], "strength": 0.75}
-                    if mode == "img2img"
-                    else {"width": args.size, "height": args.size}
-                )
+                extra = {"width": args.size, "height": args.size}
+                if mode == "img2img":  # SD 1.x/SDXL img2img take their size from the image
+                    extra = {"image": [source], "strength": 0.75}
+                    if takes_size(pipe):
+                        extra |= {"width": args.size, "height": args.size}
 
                 def bare(pipe=pipe, extra=extra) -> None:
                     with torch.inference_mode():

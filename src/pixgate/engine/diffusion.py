@@ -175,7 +175,7 @@ class DiffusersEngine:
         import torch
 
         generators = [torch.Generator(device=pipe.device.type).manual_seed(s) for s in seeds]
-        if "image" in kwargs and "width" not in kwargs and _takes_size(pipe):
+        if "image" in kwargs and "width" not in kwargs and takes_size(pipe):
             # SD3/FLUX img2img size their output by width/height (default 1024), not the image
             width, height = kwargs["image"][0].size
             kwargs = {**kwargs, "width": width, "height": height}
@@ -194,7 +194,7 @@ class DiffusersEngine:
         return list(out.images)
 
 
-def _takes_size(pipe: Any) -> bool:
+def takes_size(pipe: Any) -> bool:
     import inspect
 
     return "width" in inspect.signature(pipe.__call__).parameters
