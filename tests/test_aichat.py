@@ -21,6 +21,7 @@ from PIL import Image
 
 from pixgate.catalog import LoraSpec, ModelSpec, Style, stable_id
 from pixgate.settings import Plan, default_plans
+from tests.fakes import BrokenEngine
 
 SUBMIT = "/api/image2image"
 QUERY = "/api/v1/draw/query"
@@ -448,22 +449,8 @@ def test_451_refused_prompt_is_free(make_server):
     assert len(list(srv.settings.files_dir.rglob("in-*"))) == 1
 
 
-class _BrokenEngine:
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __getattr__(self, name):
-        if name.startswith("generate"):
-
-            def boom(*_args, **_kwargs):
-                raise RuntimeError("injected failure")
-
-            return boom
-        return getattr(self.inner, name)
-
-
 def test_failed_task_reports_its_error_and_costs_nothing(server, key):
-    server.core.worker.engine = _BrokenEngine(server.core.worker.engine)
+    server.core.worker.engine = BrokenEngine(server.core.worker.engine)
     r = submit(server, key, FAST)
     done = poll(server, key, r.json()["task_id"])
     assert done["status"] == "failed" and done["images"] == []

@@ -14,6 +14,7 @@ from pixgate.audit import audit
 from pixgate.catalog import ModelSpec
 from pixgate.db import Database
 from tests.conftest import GENERATIONS
+from tests.fakes import DroppingEngine
 
 PAID = ModelSpec(
     name="paid-64",
@@ -93,29 +94,9 @@ def test_charges_only_produced_images_and_ledger_balances(make_server):
     assert run_audit(srv.settings) == []
 
 
-class FlakyEngine:
-    """Wraps the real engine and drops every second image of a batch, as a safety filter
-    or a per-image failure would."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __getattr__(self, name):  # cache, max_batch, ... from the real engine
-        return getattr(self.inner, name)
-
-    def drop(self, images):
-        return [im if i % 2 == 0 else None for i, im in enumerate(images)]
-
-    def generate_batch(self, reqs, spec, on_step=None):
-        results = self.inner.generate_batch(reqs, spec, on_step)
-        for result in results:
-            result.images = self.drop(result.images)
-        return results
-
-
 def test_injected_failures_billed_equals_produced(make_server):
     srv = make_server(models=[PAID], demo=False)
-    srv.core.worker.engine = FlakyEngine(srv.core.worker.engine)
+    srv.core.worker.engine = DroppingEngine(srv.core.worker.engine)
     k = srv.create_key(credit="5", images=20)
     produced = 0
     with srv.client(k) as c:
@@ -132,7 +113,7 @@ def test_injected_failures_billed_equals_produced(make_server):
 
 
 def test_all_images_failing_is_a_free_500(make_server):
-    class NothingEngine(FlakyEngine):
+    class NothingEngine(DroppingEngine):
         def drop(self, images):
             return [None] * len(images)
 

@@ -18,6 +18,7 @@ from PIL import Image
 from pixgate.api.dialects.yuecheng import render_error, status_for
 from pixgate.catalog import YUECHENG_SIZES, ModelSpec
 from pixgate.errors import PixgateError
+from tests.fakes import BrokenEngine
 
 SEED_PATH = "/API/AI-picture/endpoint_pic.php"
 ALIAS = "/yuecheng/v1/generate"
@@ -323,24 +324,8 @@ def test_451_blocked_content_is_free(make_server):
     assert srv.key_row(k).images_used == 0
 
 
-class _BrokenEngine:
-    """Wraps the worker's engine; every generation raises."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __getattr__(self, name):
-        if name.startswith("generate"):
-
-            def boom(*_args, **_kwargs):
-                raise RuntimeError("injected failure")
-
-            return boom
-        return getattr(self.inner, name)
-
-
 def test_500_failed_generation_is_free(server, yc):
-    server.core.worker.engine = _BrokenEngine(server.core.worker.engine)
+    server.core.worker.engine = BrokenEngine(server.core.worker.engine)
     message = _error(post(server, {**FAST, "api_key": yc}), 500)
     assert "nothing was charged" in message
     assert balance(server, yc) == Decimal("100")

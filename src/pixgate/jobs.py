@@ -26,6 +26,18 @@ from pixgate.request import GenerationRequest
 BATCH_CANDIDATES = 64  # queued jobs looked at when filling a batch
 
 
+def _claimed_by(worker_id: str, lease_seconds: float) -> dict[str, Any]:
+    """The column values of a job a worker has just claimed."""
+    now = utcnow()
+    return {
+        "status": "running",
+        "worker_id": worker_id,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+        "started_at": now,
+        "attempts": Job.attempts + 1,
+    }
+
+
 @dataclass(frozen=True)
 class SettleOutcome:
     settled: bool  # False when the job was no longer ours (timed out, reaped)
@@ -132,18 +144,11 @@ class JobQueue:
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
-        now = utcnow()
         async with self.db.write() as s:
             job = await s.scalar(
                 update(Job)
                 .where(Job.id == oldest, Job.status == "queued")
-                .values(
-                    status="running",
-                    worker_id=worker_id,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    started_at=now,
-                    attempts=Job.attempts + 1,
-                )
+                .values(**_claimed_by(worker_id, lease_seconds))
                 .returning(Job)
             )
         return job
@@ -156,7 +161,6 @@ class JobQueue:
         key = GenerationRequest.model_validate(first.request).batch_key()
         if key is None or room <= 0:
             return []
-        now = utcnow()
         async with self.db.write() as s:
             candidates = (
                 await s.execute(
@@ -180,13 +184,7 @@ class JobQueue:
                 await s.scalars(
                     update(Job)
                     .where(Job.id.in_(chosen), Job.status == "queued")
-                    .values(
-                        status="running",
-                        worker_id=worker_id,
-                        lease_until=now + timedelta(seconds=lease_seconds),
-                        started_at=now,
-                        attempts=Job.attempts + 1,
-                    )
+                    .values(**_claimed_by(worker_id, lease_seconds))
                     .returning(Job)
                 )
             ).all()

@@ -20,7 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pixgate.engine.families import clip_tokenizer, for_inference
+from pixgate.engine.families import (
+    SD_NOISE_SCHEDULE,
+    clip_tokenizer,
+    for_inference,
+    sdxl_pipeline,
+)
 
 CLIP_VOCAB_SIZE = 49408
 
@@ -120,14 +125,6 @@ CLIP_VIT_BIGG: dict[str, Any] = dict(
     projection_dim=1280,
 )
 
-_NOISE_SCHEDULE: dict[str, Any] = dict(
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    num_train_timesteps=1000,
-    steps_offset=1,
-)
-
 
 def _build(factory: Callable[[], Any], device: str, dtype: Any) -> Any:
     """`factory()` with its parameters created on `device`, then cast to `dtype`
@@ -165,7 +162,7 @@ def build_sd15_arch(device: str = "cpu", dtype: Any = None) -> Any:
     unet = _build(lambda: UNet(**SD15_UNET), device, dtype)
     vae = _build(lambda: AutoencoderKL(**SD15_VAE), device, dtype)
     scheduler = PNDMScheduler(  # the published SD 1.5 scheduler
-        **_NOISE_SCHEDULE, skip_prk_steps=True, set_alpha_to_one=False
+        **SD_NOISE_SCHEDULE, skip_prk_steps=True, set_alpha_to_one=False
     )
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -184,31 +181,16 @@ def build_sdxl_arch(device: str = "cpu", dtype: Any = None) -> Any:
     """StableDiffusionXLPipeline with the SDXL 1.0 base architecture and random weights:
     UNet 2.567B, VAE 83.65M, text encoders 123.06M (ViT-L) + 694.66M (ViT-bigG)."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from diffusers import AutoencoderKL
     from diffusers import UNet2DConditionModel as UNet
 
-    tokenizer, vocab = clip_tokenizer()
-    tokenizer_2, _ = clip_tokenizer()
+    _, vocab = clip_tokenizer()
     torch.manual_seed(0)
     text_encoder = _clip("CLIPTextModel", CLIP_VIT_L, vocab, device, dtype)
     text_encoder_2 = _clip("CLIPTextModelWithProjection", CLIP_VIT_BIGG, vocab, device, dtype)
     unet = _build(lambda: UNet(**SDXL_UNET), device, dtype)
     vae = _build(lambda: AutoencoderKL(**SDXL_VAE), device, dtype)
-    scheduler = EulerDiscreteScheduler(  # the published SDXL base scheduler
-        **_NOISE_SCHEDULE, timestep_spacing="leading", interpolation_type="linear"
-    )
-    pipe = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
-        scheduler=scheduler,
-        force_zeros_for_empty_prompt=True,
-        add_watermarker=False,
-    )
-    return for_inference(pipe)
+    return sdxl_pipeline(text_encoder, text_encoder_2, unet, vae)
 
 
 def _for_saving(build: Callable[..., Any]) -> Callable[[], Any]:

@@ -103,14 +103,9 @@ def build_tiny_sd():
         mid_block_add_attention=False,
         sample_size=512,
     )
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
+    from pixgate.engine.families import SD_NOISE_SCHEDULE
+
+    scheduler = EulerDiscreteScheduler(**SD_NOISE_SCHEDULE, timestep_spacing="leading")
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -116,6 +116,37 @@ def for_inference(pipe: Any) -> Any:
     return pipe
 
 
+# The noise schedule Stable Diffusion 1.x/2.x and SDXL were trained with.
+SD_NOISE_SCHEDULE: dict[str, Any] = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    num_train_timesteps=1000,
+    steps_offset=1,
+)
+
+
+def sdxl_pipeline(text_encoder: Any, text_encoder_2: Any, unet: Any, vae: Any) -> Any:
+    """A StableDiffusionXLPipeline around the given modules, with byte-level CLIP tokenizers
+    and the published SDXL base scheduler."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=clip_tokenizer()[0],
+        tokenizer_2=clip_tokenizer()[0],
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            **SD_NOISE_SCHEDULE, timestep_spacing="leading", interpolation_type="linear"
+        ),
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )
+    return for_inference(pipe)
+
+
 def tiny_vae(latent_channels: int, **overrides: Any) -> Any:
     """The tiny-sd VAE shape: four blocks, no mid-block attention (a 128x128 latent's
     attention would dominate the CPU time at 1024x1024)."""
@@ -143,11 +174,10 @@ def build_tiny_sdxl() -> Any:
     hidden states concatenated for cross-attention, the second's projected pooled output
     plus size/crop "time ids" as the UNet's added embeddings)."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    tokenizer, vocab = clip_tokenizer()
-    tokenizer_2, _ = clip_tokenizer()
+    _, vocab = clip_tokenizer()
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(clip_config(vocab))
     text_encoder_2 = CLIPTextModelWithProjection(clip_config(vocab, hidden_act="gelu"))
@@ -171,26 +201,7 @@ def build_tiny_sdxl() -> Any:
         projection_class_embeddings_input_dim=6 * time_dim + CLIP_WIDTH,
     )
     vae = tiny_vae(4, scaling_factor=0.13025)
-    scheduler = EulerDiscreteScheduler(  # the SDXL base scheduler config
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
-    pipe = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
-        scheduler=scheduler,
-        force_zeros_for_empty_prompt=True,
-        add_watermarker=False,
-    )
-    return for_inference(pipe)
+    return sdxl_pipeline(text_encoder, text_encoder_2, unet, vae)
 
 
 def build_tiny_sd3() -> Any:
