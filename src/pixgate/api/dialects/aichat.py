@@ -182,6 +182,10 @@ class TaskQuery(BaseModel):
     task_id: str | int = Field(description="The task_id /api/image2image returned.")
 
 
+# The core's field names -> this dialect's, for errors found once the model is loaded.
+JOB_PARAMS = {"sampler": "simper", "lora": "lora_scale"}
+
+
 def task_json(request: Request, job: Job) -> dict[str, Any]:
     """A job as the dialect's task status; images only once it succeeded."""
     app_core = core(request)
@@ -202,6 +206,8 @@ def task_json(request: Request, job: Job) -> dict[str, Any]:
     error = None
     if status in ("failed", "cancelled"):
         err = app_core.job_error(job)
+        if err.param in JOB_PARAMS:  # errors found by the worker name the core's fields
+            err.param = JOB_PARAMS[err.param]
         error = {
             "code": job.error_code,
             "param": err.param,
