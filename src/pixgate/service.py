@@ -4,13 +4,14 @@ wait for its job. Dialects never touch the database, the engine or billing direc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from pixgate import accounts, keys
+from pixgate import accounts, keys, policy
 from pixgate.catalog import Catalog, ModelSpec, Style
 from pixgate.crypto import SecretBox
 from pixgate.db import Database, Job, User
@@ -50,6 +51,7 @@ class GenerationResult:
     seed: int
     inference_seconds: float
     images: list[GeneratedImage]
+    prompt: str = ""  # the prompt generated from (after rewriting, when asked for)
 
 
 class Pixgate:
@@ -205,7 +207,9 @@ class Pixgate:
             raise PixgateError("shutting_down", headers={"Retry-After": "5"})
         self.moderate(req)
         spec = self.model(req.model)
-        self.check_loras(req, spec)
+        policy.check_loras(self.settings, req, spec)
+        if req.prompt_enhancement:
+            req = await self.enhance_prompt(req)
         allowed = caller.key.allowed_models
         if allowed and spec.name not in allowed:
             raise PixgateError(
@@ -224,54 +228,20 @@ class Pixgate:
         return account_secret(self.storage.secret, caller.user.id)
 
     def lora_refs(self, value: str | list[LoraRef] | None) -> list[LoraRef]:
-        """LoRAs as clients write them: 'name', 'name:scale', comma-separated, or a list;
-        a missing scale is the LoRA's configured default."""
-        if value is None:
-            return []
-        if not isinstance(value, str):
-            return list(value)
-        defaults = {lora.name: lora.default_scale for lora in self.settings.loras}
-        refs = []
-        for part in filter(None, (p.strip() for p in value.split(","))):
-            name, _, scale = part.partition(":")
-            try:
-                refs.append(
-                    LoraRef(name=name, scale=float(scale) if scale else defaults.get(name, 1.0))
-                )
-            except ValueError:
-                raise invalid(
-                    "lora",
-                    f"{part!r} is not 'name' or 'name:scale' with a scale between 0 and 2",
-                    f"{part!r} 格式应为 'name' 或 'name:scale',scale 取值 0 到 2",
-                ) from None
-        return refs
+        return policy.lora_refs(self.settings, value)
 
-    def check_loras(self, req: GenerationRequest, spec: ModelSpec) -> None:
-        """Every LoRA the request names must be configured and allowed for its model."""
-        configured = {lora.name for lora in self.settings.loras}
-        allowed = set(spec.loras) if spec.loras else configured
-        for ref in req.lora:
-            if ref.name not in configured or ref.name not in allowed:
-                known = ", ".join(sorted(allowed & configured)) or "none configured"
-                raise invalid(
-                    "lora",
-                    f"unknown LoRA {ref.name!r} for model {spec.name}; known: {known}",
-                    f"模型 {spec.name} 没有 LoRA {ref.name!r};可选:{known}",
-                )
+    async def enhance_prompt(self, req: GenerationRequest) -> GenerationRequest:
+        """The prompt-rewriting hook every dialect's switch reaches (`prompt_enhancement`,
+        Volcengine's `use_pre_llm`, aichat's `as_prompt`). No rewriter is configured in this
+        release, so the prompt is used as sent; the request keeps the flag, and responses
+        that report the rewritten prompt (Volcengine's `rephraser_result`) report this one."""
+        return req
 
     def moderate(self, req: GenerationRequest) -> None:
-        """Refuse a prompt that contains a configured blocked term (before anything is
-        reserved, so a refusal costs nothing). A visible watermark is text we draw on the
-        image, so it is held to the same terms."""
-        self.moderate_text("prompt", req.prompt)
-        self.moderate_text("negative_prompt", req.negative_prompt)
-        if req.watermark is not None:
-            self.moderate_text("watermark", req.watermark.text)
+        policy.moderate(self.settings, req)
 
     def moderate_text(self, param: str, text: str | None) -> None:
-        lowered = (text or "").casefold()
-        if any(term.casefold() in lowered for term in self.settings.blocked_terms):
-            raise PixgateError("content_refused", param=param)
+        policy.moderate_text(self.settings, param, text)
 
     async def wait_result(self, job_id: str, request_id: str | None = None) -> GenerationResult:
         """Wait for a submitted job (failing it after the generation timeout) and return
@@ -355,7 +325,7 @@ class Pixgate:
         originals stay as they are; copies keep their expiry. Nothing is charged."""
         self.moderate_text("watermark", mark.text)
         images = await asyncio.to_thread(self._draw_marks, result.images, mark)
-        return GenerationResult(result.job_id, result.seed, result.inference_seconds, images)
+        return dataclasses.replace(result, images=images)
 
     def _draw_marks(self, images: list[GeneratedImage], mark: Watermark) -> list[GeneratedImage]:
         import hashlib
@@ -413,4 +383,10 @@ def job_result(job: Job) -> GenerationResult:
         GeneratedImage(path=i["path"], expires=i["expires"], seed=i["seed"], format=i["format"])
         for i in job.images or []
     ]
-    return GenerationResult(job.id, job.seed, job.inference_seconds or 0.0, images)
+    return GenerationResult(
+        job.id,
+        job.seed,
+        job.inference_seconds or 0.0,
+        images,
+        (job.request or {}).get("prompt", ""),
+    )

@@ -216,7 +216,7 @@ async def cv_process(
     fields = validate(GenerateFields, body)
     req = to_request(app_core, fields)
     result = await app_core.generate(caller, req, ctx.request_id)
-    return success(ctx, images_data(request, app_core, result, fields.return_url, req.prompt))
+    return success(ctx, images_data(request, app_core, result, fields.return_url, result.prompt))
 
 
 async def submit_task(
@@ -270,7 +270,7 @@ async def get_result(
         result = await app_core.marked_copy(result, mark)
     stored = (job.task_options or {}).get("response_format", "url") == "url"
     return_url = options.return_url if options.return_url is not None else stored
-    data = images_data(request, app_core, result, return_url, job.request.get("prompt", ""))
+    data = images_data(request, app_core, result, return_url, result.prompt)
     return success(ctx, {"status": "done", **data})
 
 
