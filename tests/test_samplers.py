@@ -50,6 +50,21 @@ def test_unknown_sampler_is_a_400_listing_known_ones(server, key):
     assert server.key_row(key).images_used == 0
 
 
+def test_a_sampler_of_the_other_family_is_refused_before_queueing(server, key):
+    """FLUX and SD3 builds are known to be flow-matching: an A1111 diffusion sampler is a
+    400 at admission, naming what the model takes."""
+    with server.client(key) as c:
+        r = generate(c, model="FLUX.1-schnell", size="1024x1024", sampler="DPM++ 2M Karras")
+        assert r.status_code == 400
+        err = r.json()["error"]
+        assert err["param"] == "sampler" and "does not fit" in err["message"]
+        assert "Euler, Heun" in err["message"]
+        flux = [m for m in c.get("/v1/models").json()["data"] if m["id"] == "FLUX.1-schnell"]
+        assert flux[0]["flow_match"] is True
+        assert c.get("/v1/jobs").json()["data"] == []  # nothing was queued
+    assert server.key_row(key).images_used == 0
+
+
 def test_sampler_does_not_leak_into_other_requests(server, key):
     with server.client(key) as c:
         plain = generate(c, size="256x256", num_inference_steps=3, seed=4)

@@ -36,6 +36,9 @@ def parse_size(size: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+FLOW_MATCH_BUILTINS = ("builtin:tiny-sd3", "builtin:tiny-flux")
+
+
 class ModelSpec(BaseModel):
     """One `[[models]]` entry of the config file."""
 
@@ -76,6 +79,11 @@ class ModelSpec(BaseModel):
         le=64,
         description="Images one forward pass may hold across compatible queued jobs "
         "(dynamic batching). None: 1 on cpu, where batching does not pay, 8 elsewhere.",
+    )
+    flow_match: bool | None = Field(
+        default=None,
+        description="A flow-matching model (SD3, FLUX), which takes the samplers Euler and "
+        "Heun only. None: found out when it loads. Builtin builds know their own.",
     )
     loras: list[str] = Field(
         default_factory=list,
@@ -127,6 +135,13 @@ class ModelSpec(BaseModel):
             return False
         low, high = self.size_range
         return all(low <= side <= high and side % 8 == 0 for side in (width, height))
+
+    @property
+    def is_flow_match(self) -> bool | None:
+        """Whether the model is flow-matching, if known before loading it."""
+        if self.source_kind == "builtin":
+            return self.source in FLOW_MATCH_BUILTINS
+        return self.flow_match
 
     @property
     def price_minor(self) -> int:
@@ -196,12 +211,14 @@ REAL_SEED_MODELS = [
         name="FLUX.1-schnell",
         source="black-forest-labs/FLUX.1-schnell",
         sizes=SILICONFLOW_SIZES,
+        flow_match=True,
         description="FLUX.1 [schnell] from the Hugging Face hub.",
     ),
     ModelSpec(
         name="stable-diffusion-3-5-large",
         source="stabilityai/stable-diffusion-3.5-large",
         sizes=SILICONFLOW_SIZES,
+        flow_match=True,
         description="Stable Diffusion 3.5 Large from the Hugging Face hub.",
     ),
 ]

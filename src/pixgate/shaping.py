@@ -101,13 +101,25 @@ def shape_request(
             f"模型 {spec.name} 的取值范围为 1 到 {spec.max_steps}(收到 {steps})",
         )
     if sampler is not None:
-        found = find_sampler(sampler) or find_sampler(sampler, flow_match=True)
-        if found is None:
+        flow = spec.is_flow_match
+        if flow is None:  # the family is known once the model loads
+            found = find_sampler(sampler) or find_sampler(sampler, flow_match=True)
             known = ", ".join(sampler_names())
+            flow_known = ", ".join(sampler_names(flow_match=True))
+            detail = f"known: {known} (flow-matching models: {flow_known})"
+        else:
+            found = find_sampler(sampler, flow_match=flow)
+            family = "flow-matching" if flow else "diffusion"
+            detail = f"{family} model {spec.name} takes: " + ", ".join(
+                sampler_names(flow_match=flow)
+            )
+        if found is None:
+            anywhere = find_sampler(sampler) or find_sampler(sampler, flow_match=True)
+            what = "does not fit this model" if anywhere else "is unknown"
             raise invalid(
                 names.sampler,
-                f"unknown sampler {sampler!r}; known: {known}",
-                f"未知采样器 {sampler!r};可选:{known}",
+                f"sampler {sampler!r} {what}; {detail}",
+                f"采样器 {sampler!r} 不可用;{detail}",
             )
         sampler = found.name
     if hires is not None:

@@ -180,6 +180,7 @@ async def list_models(request: Request) -> JSONResponse:
             "price": str(m.price),
             "sizes": m.sizes,
             "size_range": list(m.size_range) if m.size_range else None,
+            "flow_match": m.is_flow_match,
             "default_size": m.default_size,
             "max_images": m.max_images,
             "max_steps": m.max_steps,
