@@ -23,7 +23,7 @@ from typing import Any
 from pixgate.engine.families import (
     SD_NOISE_SCHEDULE,
     clip_tokenizer,
-    for_inference,
+    sd_pipeline,
     sdxl_pipeline,
 )
 
@@ -153,7 +153,7 @@ def build_sd15_arch(device: str = "cpu", dtype: Any = None) -> Any:
     """StableDiffusionPipeline with the SD 1.5 architecture and random weights:
     UNet 859.5M, VAE 83.65M, CLIP ViT-L text encoder 123.06M parameters."""
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
+    from diffusers import AutoencoderKL, PNDMScheduler
     from diffusers import UNet2DConditionModel as UNet
 
     tokenizer, vocab = clip_tokenizer()
@@ -164,17 +164,7 @@ def build_sd15_arch(device: str = "cpu", dtype: Any = None) -> Any:
     scheduler = PNDMScheduler(  # the published SD 1.5 scheduler
         **SD_NOISE_SCHEDULE, skip_prk_steps=True, set_alpha_to_one=False
     )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    return for_inference(pipe)
+    return sd_pipeline(text_encoder, tokenizer, unet, vae, scheduler)
 
 
 def build_sdxl_arch(device: str = "cpu", dtype: Any = None) -> Any:

@@ -50,32 +50,20 @@ def write_byte_level_vocab(directory: Path) -> tuple[Path, Path, dict[str, int]]
 def build_tiny_sd():
     """Build the tiny Stable Diffusion pipeline in memory (deterministic weights)."""
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_file, merges_file, vocab = write_byte_level_vocab(Path(tmp))
-        tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
-    eos = vocab["<|endoftext|>"]
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            max_position_embeddings=77,
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=eos,
-            pad_token_id=eos,
-        )
+    from pixgate.engine.families import (
+        SD_NOISE_SCHEDULE,
+        clip_config,
+        clip_tokenizer,
+        sd_pipeline,
+        tiny_vae,
     )
+
+    tokenizer, vocab = clip_tokenizer()
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(clip_config(vocab))
     # Attention only at the lowest resolution keeps 1024x1024 within a CPU budget.
     unet = UNet2DConditionModel(
         sample_size=64,
@@ -89,33 +77,9 @@ def build_tiny_sd():
         attention_head_dim=8,
         norm_num_groups=8,
     )
-    # Four blocks give the usual 8x latent scale factor; no mid-block attention, because
-    # attention over a 128x128 latent would dominate the CPU time.
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(8, 16, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        mid_block_add_attention=False,
-        sample_size=512,
-    )
-    from pixgate.engine.families import SD_NOISE_SCHEDULE
-
+    vae = tiny_vae(4, sample_size=512, force_upcast=True)
     scheduler = EulerDiscreteScheduler(**SD_NOISE_SCHEDULE, timestep_spacing="leading")
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return sd_pipeline(text_encoder, tokenizer, unet, vae, scheduler)
 
 
 def _registry() -> dict[str, Callable[[], object]]:

@@ -126,6 +126,24 @@ SD_NOISE_SCHEDULE: dict[str, Any] = dict(
 )
 
 
+def sd_pipeline(text_encoder: Any, tokenizer: Any, unet: Any, vae: Any, scheduler: Any) -> Any:
+    """A StableDiffusionPipeline (1.x/2.x) around the given modules, without the safety
+    checker (random weights draw noise; there is nothing for it to check)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    return for_inference(pipe)
+
+
 def sdxl_pipeline(text_encoder: Any, text_encoder_2: Any, unet: Any, vae: Any) -> Any:
     """A StableDiffusionXLPipeline around the given modules, with byte-level CLIP tokenizers
     and the published SDXL base scheduler."""
