@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -33,6 +34,12 @@ SMALL_REQUEST = {"model": "tiny-sd", "prompt": "x", "size": "256x256", "num_infe
 def generate(client: httpx.Client, **fields) -> httpx.Response:
     """POST a small, fast tiny-sd request, with `fields` overriding its defaults."""
     return client.post(GENERATIONS, json={**SMALL_REQUEST, **fields})
+
+
+def balance(server: RunningServer, key: str) -> Decimal:
+    """The account's available credit, as its owner sees it."""
+    with server.client(key) as c:
+        return Decimal(c.get("/v1/dashboard/billing/credit_grants").json()["total_available"])
 
 
 def free_port() -> int:

@@ -7,21 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import time
 from decimal import Decimal
 from urllib.parse import urlencode
 
 import httpx
-import numpy as np
 import pytest
 import requests
-from PIL import Image
 
 from pixgate.catalog import LoraSpec, ModelSpec, Style, stable_id
 from pixgate.settings import Plan, default_plans
+from tests.conftest import balance
 from tests.fakes import BrokenEngine
+from tests.images import fetch_image, gradient_png
 
 SUBMIT = "/api/image2image"
 QUERY = "/api/v1/draw/query"
@@ -43,14 +42,6 @@ SEED_PARAMS = """{    "number": 4,    "hire": 0,    "seed": -1,    "steps": 20, 
 FAST = {"number": 1, "steps": 2, "size_id": "1:1", "prompt": "a cat"}
 
 
-def png(w: int = 256, h: int = 256) -> bytes:
-    x = np.linspace(0, 255, w, dtype=np.uint8)
-    image = Image.fromarray(np.stack([np.tile(x, (h, 1))] * 3, axis=-1))
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture
 def server(make_server):
     return make_server(models=[TINY], default_model="tiny-256", styles=[SEED_STYLE, INK])
@@ -70,7 +61,7 @@ def submit(
     path: str = SUBMIT,
     query: str | None = None,
 ) -> httpx.Response:
-    files = {"image": ("1.png", png() if image is None else image, "image/png")}
+    files = {"image": ("1.png", gradient_png() if image is None else image, "image/png")}
     data = (
         {}
         if params is None
@@ -109,22 +100,9 @@ def poll(srv, key: str, task_id: str, timeout: float = 120) -> dict:
         time.sleep(0.1)
 
 
-def fetch_image(url: str) -> Image.Image:
-    r = httpx.get(url, timeout=30)
-    assert r.status_code == 200, r.text
-    image = Image.open(io.BytesIO(r.content))
-    image.load()
-    return image
-
-
 def stored_request(srv, task_id: str) -> dict:
     future = asyncio.run_coroutine_threadsafe(srv.core.queue.get(task_id), srv.server_loop())
     return future.result(10).request
-
-
-def balance(srv, key: str) -> Decimal:
-    with srv.client(key) as c:
-        return Decimal(c.get("/v1/dashboard/billing/credit_grants").json()["total_available"])
 
 
 def test_seed_example_submit_and_query(server, key):
@@ -136,7 +114,7 @@ def test_seed_example_submit_and_query(server, key):
     response = requests.post(
         url,
         headers={"apikey": key},
-        files={"image": ("1.png", png(), "image/png")},
+        files={"image": ("1.png", gradient_png(), "image/png")},
         data={"params": params},
     )
     result = response.json()
@@ -228,7 +206,7 @@ def test_every_field_maps(make_server):
     assert stored["image"] and stored["model"] == "tiny-256"
 
     # defaults: empty params; model by name, style by its own id, size from the image
-    r = submit(srv, k, "{}", image=png(144, 256))
+    r = submit(srv, k, "{}", image=gradient_png(144, 256))
     assert r.status_code == 200, r.text
     stored = stored_request(srv, r.json()["task_id"])
     assert (stored["n"], stored["steps"], stored["guidance"], stored["strength"]) == (
@@ -347,14 +325,17 @@ def test_400_bad_multipart_bodies(server, key):
             f"{server.url}{SUBMIT}?key={key}", files=files, data=data, headers=headers, timeout=60
         )
 
-    image = {"image": ("1.png", png(), "image/png")}
+    image = {"image": ("1.png", gradient_png(), "image/png")}
     _error(post(image), 400, "missing_field", "params")
     assert "JSON" in _error(post(image, {"params": "{nope"}), 400, "invalid_value", "params")
     assert "JSON object" in _error(post(image, {"params": "[1]"}), 400, "invalid_value", "params")
     _error(post(None, {"params": "{}"}), 400, "invalid_value", "image")
     bad = {"image": ("1.png", b"not an image", "image/png")}
     assert "readable image" in _error(post(bad, {"params": "{}"}), 400, "invalid_value", "image")
-    two = [("image", ("1.png", png(), "image/png")), ("image", ("2.png", png(), "image/png"))]
+    two = [
+        ("image", ("1.png", gradient_png(), "image/png")),
+        ("image", ("2.png", gradient_png(), "image/png")),
+    ]
     assert "one file" in _error(post(two, {"params": "{}"}), 400, "invalid_value", "image")
     _error(post(image, {"params": "{}", "mode": "x"}), 400, "unknown_parameter", "mode")
     truncated = httpx.post(

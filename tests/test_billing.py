@@ -13,7 +13,7 @@ from pixgate import accounts
 from pixgate.audit import audit
 from pixgate.catalog import ModelSpec
 from pixgate.db import Database
-from tests.conftest import GENERATIONS
+from tests.conftest import GENERATIONS, balance
 from tests.fakes import DroppingEngine
 
 PAID = ModelSpec(
@@ -44,11 +44,6 @@ def run_audit(settings) -> list[str]:
             await db.dispose()
 
     return asyncio.run(go())
-
-
-def balance(srv, key: str) -> Decimal:
-    with srv.client(key) as c:
-        return Decimal(c.get("/v1/dashboard/billing/credit_grants").json()["total_available"])
 
 
 def test_new_user_gets_free_grant_at_default_price(make_server):

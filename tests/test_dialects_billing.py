@@ -3,15 +3,13 @@ Yuecheng's `api_usage` and the credit summary agree about it."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from decimal import Decimal
 
-import numpy as np
-from PIL import Image
-
 from pixgate.catalog import ModelSpec, stable_id
+from tests.conftest import balance
+from tests.images import gradient_png
 
 PRICE = Decimal("0.1")
 # One cheap model under every name the dialects default to or select.
@@ -31,22 +29,12 @@ MODELS = [
 ]
 
 
-def png() -> bytes:
-    x = np.linspace(0, 255, 256, dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(np.stack([np.tile(x, (256, 1))] * 3, axis=-1)).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def test_every_dialect_bills_the_same_account_once_per_image(make_server):
     server = make_server(models=[m.model_dump() for m in MODELS], default_model="tiny-256")
     key = server.create_key(credit="10", images=50)
     c = server.client(key)
 
-    def available() -> Decimal:
-        return Decimal(c.get("/v1/dashboard/billing/credit_grants").json()["total_available"])
-
-    start = available()
+    start = balance(server, key)
     # OpenAI / SiliconFlow: 2 images
     r = c.post(
         "/v1/images/generations",
@@ -85,7 +73,7 @@ def test_every_dialect_bills_the_same_account_once_per_image(make_server):
     params["model_id"] = stable_id("tiny-256")
     r = c.post(
         f"/api/image2image?key={key}",
-        files={"image": ("1.png", png(), "image/png")},
+        files={"image": ("1.png", gradient_png(), "image/png")},
         data={"params": json.dumps(params)},
     )
     task_id = r.json()["task_id"]
@@ -100,7 +88,7 @@ def test_every_dialect_bills_the_same_account_once_per_image(make_server):
     assert c.post("/v1/images/generations", json={"prompt": "x", "n": 99}).status_code == 400
     assert c.post("/API/AI-picture/endpoint_pic.php", json={"api_key": key}).status_code == 400
 
-    assert available() == start - 6 * PRICE
+    assert balance(server, key) == start - 6 * PRICE
     assert server.key_row(key).images_used == 6
     usage = c.post(
         "/API/AI-picture/endpoint_pic.php",

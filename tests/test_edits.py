@@ -12,19 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import GENERATIONS
-
-
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def gradient(w: int = 256, h: int = 256, alpha: bool = False) -> Image.Image:
-    x = np.linspace(0, 255, w, dtype=np.uint8)
-    rgb = np.stack([np.tile(x, (h, 1))] * 3, axis=-1)
-    image = Image.fromarray(rgb)
-    return image.convert("RGBA") if alpha else image
+from tests.images import gradient, png
 
 
 def decode(item) -> np.ndarray:

@@ -19,23 +19,13 @@ from pixgate.engine.arch import build_sd15_arch, build_sdxl_arch, parameter_coun
 from pixgate.engine.builtin import BUILDERS, ensure_builtin
 from pixgate.engine.loader import PipelineCache
 from tests.conftest import GENERATIONS, generate
+from tests.images import gradient, png
 
 FAMILIES = {
     "tiny-sdxl": "StableDiffusionXLPipeline",
     "tiny-sd3": "StableDiffusion3Pipeline",
     "tiny-flux": "FluxPipeline",
 }
-
-
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def gradient(w: int = 256, h: int = 256) -> Image.Image:
-    x = np.linspace(0, 255, w, dtype=np.uint8)
-    return Image.fromarray(np.stack([np.tile(x, (h, 1))] * 3, axis=-1))
 
 
 def pixels(b64: str) -> np.ndarray:

@@ -19,7 +19,7 @@ from pixgate.api.dialects.volcengine_render import business_code, go_duration
 from pixgate.catalog import VOLCENGINE_SIZES, ModelSpec
 from pixgate.errors import PixgateError
 from pixgate.settings import load_settings
-from tests.conftest import free_port, start_server
+from tests.conftest import balance, free_port, start_server
 from tests.volcengine_client import (
     CV,
     GET,
@@ -60,11 +60,6 @@ SEED_BODY = {
         "logo_text_content": "string",
     },
 }
-
-
-def balance(server, key: str) -> str:
-    with server.client(key) as c:
-        return c.get("/v1/dashboard/billing/credit_grants").json()["total_available"]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ CORS for browsers on other origins, and billing that matches `api_usage`."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import subprocess
 from decimal import Decimal
@@ -13,12 +12,13 @@ from decimal import Decimal
 import httpx
 import pytest
 import requests
-from PIL import Image
 
 from pixgate.api.dialects.yuecheng import render_error, status_for
 from pixgate.catalog import YUECHENG_SIZES, ModelSpec
 from pixgate.errors import PixgateError
+from tests.conftest import balance
 from tests.fakes import BrokenEngine
+from tests.images import fetch_image
 
 SEED_PATH = "/API/AI-picture/endpoint_pic.php"
 ALIAS = "/yuecheng/v1/generate"
@@ -53,19 +53,6 @@ def yc(server):
 def post(server, body: dict, path: str = SEED_PATH, **headers) -> httpx.Response:
     with httpx.Client(base_url=server.url, timeout=120, headers=headers) as c:
         return c.post(path, json=body)
-
-
-def fetch_image(url: str) -> Image.Image:
-    r = httpx.get(url, timeout=30)
-    assert r.status_code == 200, r.text
-    image = Image.open(io.BytesIO(r.content))
-    image.load()
-    return image
-
-
-def balance(server, key: str) -> Decimal:
-    with server.client(key) as c:
-        return Decimal(c.get("/v1/dashboard/billing/credit_grants").json()["total_available"])
 
 
 def assert_success(body: dict, used: int, remaining: int, n: int = 1) -> None:
