@@ -173,8 +173,10 @@ class Worker:
         first = batch[0].job
         try:
             spec = self.catalog.get(first.model)
-            if spec is None or self.engine is None or first.kind != "txt2img":
+            if spec is None or self.engine is None:
                 return
+            if GenerationRequest.model_validate(first.request).batch_key() is None:
+                return  # runs alone (input images)
             room = self.engine.max_batch(spec) - sum(item.job.n for item in batch)
             if room <= 0:
                 return

@@ -120,8 +120,7 @@ class DiffusersEngine:
             original = self.open_input(first.image).convert("RGB")
             kwargs["image"] = [original.resize((first.width, first.height))] * len(seeds)
             kwargs["strength"] = strength = first.strength if first.strength is not None else 0.75
-            # img2img runs steps x strength denoising steps; make that at least one
-            steps = max(steps, math.ceil(1 / strength))
+            steps = img2img_steps(steps, strength)
             if first.kind == "inpaint":  # inpaint pipelines size by width/height, not the image
                 mask = self.open_input(first.mask).convert("L")
                 kwargs["mask_image"] = [mask.resize((first.width, first.height))] * len(seeds)
@@ -131,11 +130,16 @@ class DiffusersEngine:
         hires = first.hires
         hires_steps = 0
         if hires is not None:
-            hires_steps = denoising_steps(hires.steps or first.steps, hires.strength)
-        progress = _Progress(on_step, denoising_steps(steps, kwargs.get("strength")) + hires_steps)
+            hires_steps = img2img_steps(hires.steps or first.steps, hires.strength)
+        total = denoising_steps(steps, kwargs.get("strength"))
+        if hires is not None:
+            total += denoising_steps(hires_steps, hires.strength)
+        progress = _Progress(on_step, total)
         start = time.perf_counter()
         with torch.inference_mode():
-            images = self._call(pipe, prompts, negatives, seeds, steps, first, progress, kwargs)
+            images = self._call(
+                pipe, prompts, negatives, seeds, steps, first.guidance, progress, kwargs
+            )
             if hires is not None:
                 refine = with_sampler(self.cache.get_for_mode(spec, "img2img"), first.sampler)
                 size = hires_size(first.width, first.height, hires.scale)
@@ -145,8 +149,8 @@ class DiffusersEngine:
                     prompts,
                     negatives,
                     seeds,
-                    max(hires.steps or first.steps, math.ceil(1 / hires.strength)),
-                    first,
+                    hires_steps,
+                    first.guidance,
                     progress,
                     {"image": upscaled, "strength": hires.strength},
                 )
@@ -168,7 +172,7 @@ class DiffusersEngine:
         negatives: list[str] | None,
         seeds: list[int],
         steps: int,
-        req: GenerationRequest,
+        guidance: float,
         progress: _Progress,
         kwargs: dict[str, Any],
     ) -> list[Any]:
@@ -186,7 +190,7 @@ class DiffusersEngine:
             negative_prompt=negatives,
             num_images_per_prompt=1,
             num_inference_steps=steps,
-            guidance_scale=req.guidance,
+            guidance_scale=guidance,
             generator=generators,
             output_type="pil",
             **kwargs,
@@ -200,11 +204,17 @@ def takes_size(pipe: Any) -> bool:
     return "width" in inspect.signature(pipe.__call__).parameters
 
 
+def img2img_steps(steps: int, strength: float) -> int:
+    """The step count to ask an img2img pass for: it runs `steps x strength` of them, so
+    raise `steps` until that is at least one."""
+    return max(steps, math.ceil(1 / strength))
+
+
 def denoising_steps(steps: int, strength: float | None) -> int:
     """Steps a pipeline actually runs: img2img runs `steps x strength` of them."""
     if strength is None:
         return steps
-    steps = max(steps, math.ceil(1 / strength))
+    steps = img2img_steps(steps, strength)
     return max(1, min(steps, int(steps * strength)))
 
 
