@@ -37,14 +37,21 @@ def error_object(err: PixgateError, lang: str = "en") -> dict[str, Any]:
     }
 
 
+def image_urls(app_core: Pixgate, result: GenerationResult, base: str) -> list[str]:
+    """Signed, expiring links to the result's images under `base` (the public URL)."""
+    return [base + app_core.storage.signed_path(i.path, i.expires) for i in result.images]
+
+
+def images_base64(app_core: Pixgate, result: GenerationResult) -> list[str]:
+    """The result's image files, base64-encoded."""
+    return [base64.b64encode(app_core.storage.read(i.path)).decode() for i in result.images]
+
+
 def render_images(app_core: Pixgate, result: GenerationResult, fmt: str, base: str) -> dict:
     """The images response, with links under `base` (the server's public URL)."""
-    urls = [base + app_core.storage.signed_path(i.path, i.expires) for i in result.images]
+    urls = image_urls(app_core, result, base)
     if fmt == "b64_json":
-        data = [
-            {"b64_json": base64.b64encode(app_core.storage.read(i.path)).decode()}
-            for i in result.images
-        ]
+        data = [{"b64_json": b64} for b64 in images_base64(app_core, result)]
     else:
         data = [{"url": u} for u in urls]
     first = result.images[0] if result.images else None

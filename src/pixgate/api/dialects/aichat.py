@@ -25,6 +25,7 @@ from starlette.formparsers import MultiPartException
 
 from pixgate.api.context import bearer_token, client_ip, core, language, public_base, request_id
 from pixgate.api.dialects.aichat_params import Image2ImageParams, size_ids, to_request
+from pixgate.api.results import image_urls
 from pixgate.api.validation import parse_json_object, validate
 from pixgate.catalog import stable_id
 from pixgate.db import Job
@@ -192,16 +193,12 @@ def task_json(request: Request, job: Job) -> dict[str, Any]:
     status = job.task_status
     images = []
     if status == "succeeded":
-        base = public_base(request)
+        result = job_result(job)
         width, height = GenerationRequest.model_validate(job.request).output_size
+        urls = image_urls(app_core, result, public_base(request))
         images = [
-            {
-                "url": base + app_core.storage.signed_path(i.path, i.expires),
-                "seed": i.seed,
-                "width": width,
-                "height": height,
-            }
-            for i in job_result(job).images
+            {"url": url, "seed": i.seed, "width": width, "height": height}
+            for url, i in zip(urls, result.images, strict=True)
         ]
     error = None
     if status in ("failed", "cancelled"):

@@ -10,7 +10,6 @@ key's signing secret (`pixgate keys create --signing`).
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from pixgate.api.dialects.volcengine_render import (
     render_gateway_error,
     success,
 )
+from pixgate.api.results import image_urls, images_base64
 from pixgate.api.validation import parse_json_object, validate
 from pixgate.errors import PixgateError, invalid
 from pixgate.keys import Caller
@@ -187,20 +187,17 @@ def to_request(app_core: Pixgate, fields: GenerateFields) -> GenerationRequest:
 
 
 def images_data(
-    request: Request, app_core: Pixgate, result: GenerationResult, return_url: bool, prompt: str
+    request: Request, app_core: Pixgate, result: GenerationResult, return_url: bool
 ) -> dict[str, Any]:
     """CVProcess's `data`: every image as base64, and as links when asked."""
-    base = public_base(request)
-    urls = [base + app_core.storage.signed_path(i.path, i.expires) for i in result.images]
+    urls = image_urls(app_core, result, public_base(request)) if return_url else None
     return {
         "algorithm_base_resp": {"status_code": 0, "status_message": "Success"},
-        "binary_data_base64": [
-            base64.b64encode(app_core.storage.read(i.path)).decode() for i in result.images
-        ],
-        "image_urls": urls if return_url else None,
+        "binary_data_base64": images_base64(app_core, result),
+        "image_urls": urls,
         "pe_result": "",
         "predict_tags_result": "",
-        "rephraser_result": prompt,
+        "rephraser_result": result.prompt,
         "request_id": request_id(request) or "",
     }
 
@@ -216,7 +213,7 @@ async def cv_process(
     fields = validate(GenerateFields, body)
     req = to_request(app_core, fields)
     result = await app_core.generate(caller, req, ctx.request_id)
-    return success(ctx, images_data(request, app_core, result, fields.return_url, result.prompt))
+    return success(ctx, images_data(request, app_core, result, fields.return_url))
 
 
 async def submit_task(
@@ -270,7 +267,7 @@ async def get_result(
         result = await app_core.marked_copy(result, mark)
     stored = (job.task_options or {}).get("response_format", "url") == "url"
     return_url = options.return_url if options.return_url is not None else stored
-    data = images_data(request, app_core, result, return_url, result.prompt)
+    data = images_data(request, app_core, result, return_url)
     return success(ctx, {"status": "done", **data})
 
 

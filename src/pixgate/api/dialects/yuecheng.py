@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pixgate.api.context import bearer_token, client_ip, core, public_base, request_id
+from pixgate.api.results import image_urls
 from pixgate.api.validation import parse_json_object, validate
 from pixgate.catalog import YUECHENG_SIZES
 from pixgate.errors import PixgateError, invalid
@@ -112,14 +113,11 @@ async def generate(request: Request) -> JSONResponse:
     )
     result = await app_core.generate(caller, req, request_id(request))
     usage = await app_core.api_usage(caller.key.id, spec)
-    base = public_base(request)
+    urls = image_urls(app_core, result, public_base(request))
     return JSONResponse(
         {
             "success": True,
-            "images": [
-                {"url": base + app_core.storage.signed_path(i.path, i.expires)}
-                for i in result.images
-            ],
+            "images": [{"url": url} for url in urls],
             "model": spec.name,
             "images_generated": len(result.images),
             "api_usage": usage,
