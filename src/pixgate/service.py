@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,9 +132,15 @@ class Pixgate:
     async def authenticate(self, raw_key: str | None, ip: str | None = None) -> Caller:
         """The caller's key and account. An IP that keeps failing gets 429 before its keys
         are even looked at."""
+        return await self._counting_failures(ip, lambda: keys.authenticate(self.db, raw_key, ip))
+
+    async def _counting_failures(
+        self, ip: str | None, lookup: Callable[[], Awaitable[Caller]]
+    ) -> Caller:
+        """Run a key lookup behind the per-IP failed-authentication limit, counting a 401."""
         await self.limiter.check_ip(ip)
         try:
-            return await keys.authenticate(self.db, raw_key, ip)
+            return await lookup()
         except PixgateError as exc:
             if exc.status == 401:
                 await self.limiter.failed_auth(ip)
@@ -295,14 +301,10 @@ class Pixgate:
     async def authenticate_signed(self, access_key: str, ip: str | None = None) -> SignedCaller:
         """The caller and signing secret for a request signed with a key's id (the access
         key of Volcengine V4 signing, aichat's md5 sign). The caller must still verify the
-        signature with the secret; a key without a signing secret is refused."""
-        await self.limiter.check_ip(ip)
-        try:
-            caller = await keys.authenticate_id(self.db, access_key, ip)
-        except PixgateError as exc:
-            if exc.status == 401:
-                await self.limiter.failed_auth(ip)
-            raise
+        signature with the secret, and refuse a key without one (secret None)."""
+        caller = await self._counting_failures(
+            ip, lambda: keys.authenticate_id(self.db, access_key, ip)
+        )
         return SignedCaller(caller, self.signing_secret(caller))
 
     def signing_secret(self, caller: Caller) -> str | None:
