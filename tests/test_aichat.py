@@ -234,6 +234,17 @@ def test_hires_fix_doubles_the_size(server, key):
     assert fetch_image(done["images"][0]["url"]).size == (512, 512)
 
 
+def test_hires_fix_beyond_2048_pixels_is_a_400_naming_hire(make_server):
+    big = TINY.model_copy(
+        update={"name": "big", "sizes": ["1280x1280"], "default_size": "1280x1280"}
+    )
+    srv = make_server(models=[big], default_model="big")
+    k = srv.create_key(credit="1")
+    r = submit(srv, k, {"number": 1, "hire": 1, "prompt": "x"})
+    assert "2048" in _error(r, 400, "invalid_value", "hire")
+    assert balance(srv, k) == Decimal("1")
+
+
 def test_signed_requests(server):
     """A key with a signing secret: sign = md5(query string + SK), as the seed's PHP
     demo computes it; missing or wrong signatures are refused and cost nothing."""

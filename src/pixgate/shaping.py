@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Literal
 
 from pixgate.catalog import ModelSpec, parse_size
 from pixgate.engine.samplers import find_sampler, sampler_names
@@ -17,6 +18,7 @@ from pixgate.request import (
     Kind,
     LoraRef,
     OutputFormat,
+    Watermark,
     hires_size,
 )
 
@@ -68,6 +70,8 @@ def shape_request(
     sampler: str | None = None,
     lora: list[LoraRef] | None = None,
     hires: HiresFix | None = None,
+    upscale: Literal[1, 2, 4] = 1,
+    watermark: Watermark | None = None,
     names: FieldNames = FieldNames(),
 ) -> GenerationRequest:
     size = spec.default_size if size in (None, "auto") else size.lower()
@@ -153,4 +157,6 @@ def shape_request(
         sampler=sampler,
         lora=lora or [],
         hires=hires,
+        upscale=upscale,
+        watermark=watermark,
     )

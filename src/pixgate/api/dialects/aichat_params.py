@@ -14,7 +14,7 @@ from pixgate.request import MAX_SEED, GenerationRequest, HiresFix, LoraRef
 from pixgate.service import Pixgate
 from pixgate.shaping import FieldNames, closest_size, shape_request
 
-NAMES = FieldNames(size="size_id", n="number", steps="steps", sampler="simper")
+NAMES = FieldNames(size="size_id", n="number", steps="steps", sampler="simper", hires="hire")
 HIRES_SCALE = 2.0  # hire=1: A1111's usual "upscale by 2"
 
 
@@ -120,7 +120,10 @@ def to_request(
     if style is not None:
         prompt, negative = style.apply(prompt, negative)
     strength = strength_of(params.denoising_strength)
-    req = shape_request(
+    # The model's own LoRAs ([[models]] loras = [...]) at lora_scale; a model with none
+    # has nothing for lora_scale to scale, and the field is accepted and unused.
+    scale = params.lora_scale / 100
+    return shape_request(
         spec,
         kind="img2img",
         strength=strength,
@@ -133,11 +136,7 @@ def to_request(
         seed=None if params.seed == -1 else params.seed,
         prompt_enhancement=params.as_prompt,
         sampler=params.simper,
+        lora=[LoraRef(name=name, scale=scale) for name in spec.loras],
+        hires=HiresFix(scale=HIRES_SCALE, strength=strength) if params.hire else None,
         names=NAMES,
     )
-    # The model's own LoRAs ([[models]] loras = [...]) at lora_scale; a model with none
-    # has nothing for lora_scale to scale, and the field is accepted and unused.
-    scale = params.lora_scale / 100
-    loras = [LoraRef(name=name, scale=scale) for name in spec.loras]
-    hires = HiresFix(scale=HIRES_SCALE, strength=strength) if params.hire else None
-    return req.model_copy(update={"lora": loras, "hires": hires})

@@ -171,7 +171,7 @@ def to_request(app_core: Pixgate, fields: GenerateFields) -> GenerationRequest:
         allowed = " or ".join(repr(c) for c in SCHEDULE_CONFS)
         raise invalid("req_schedule_conf", f"must be {allowed}", f"必须是 {allowed}")
     logo = _logo(fields.logo_info)
-    req = shape_request(
+    return shape_request(
         spec,
         prompt=fields.prompt,
         size=f"{_on_grid(fields.width)}x{_on_grid(fields.height)}",
@@ -180,10 +180,10 @@ def to_request(app_core: Pixgate, fields: GenerateFields) -> GenerationRequest:
         guidance=fields.scale,
         seed=None if fields.seed == -1 else fields.seed,
         prompt_enhancement=fields.use_pre_llm,
+        upscale=2 if fields.use_sr else 1,
+        watermark=logo.watermark() if logo else None,
         names=NAMES,
     )
-    post = {"upscale": 2 if fields.use_sr else 1, "watermark": logo.watermark() if logo else None}
-    return GenerationRequest.model_validate({**req.model_dump(), **post})
 
 
 def images_data(
