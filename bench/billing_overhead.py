@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from pixgate import accounts, keys  # noqa: E402
-from pixgate.catalog import ModelSpec  # noqa: E402
+from pixgate.accounts import keys, users  # noqa: E402
 from pixgate.db import Database  # noqa: E402
-from pixgate.jobs import Admission, JobQueue  # noqa: E402
-from pixgate.request import GenerationRequest  # noqa: E402
+from pixgate.queue.jobs import Admission, JobQueue  # noqa: E402
+from pixgate.spec.catalog import ModelSpec  # noqa: E402
+from pixgate.spec.request import GenerationRequest  # noqa: E402
 
 SPEC = ModelSpec(
     name="paid",
@@ -46,8 +46,8 @@ IMAGES = [{"path": "x", "expires": 0, "seed": 1, "format": "png"}] * 2
 async def _queue(url: str, billing: bool, cap: int | None) -> tuple[JobQueue, Admission]:
     db = Database(url)
     await db.migrate()
-    user = await accounts.create_user(
-        db, accounts.NewUser(f"bench-{billing}", plan="paid", grant_minor=10**12)
+    user = await users.create_user(
+        db, users.NewUser(f"bench-{billing}", plan="paid", grant_minor=10**12)
     )
     made = await keys.create_key(db, user.id, keys.KeySpec(image_cap=cap))
     key = (await keys.authenticate(db, made.key)).key

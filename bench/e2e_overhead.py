@@ -47,7 +47,7 @@ class Direct:
         import torch
         from diffusers import DiffusionPipeline
 
-        from pixgate.engine.builtin import ensure_builtin
+        from pixgate.backends.diffusers.builtin import ensure_builtin
 
         self.torch = torch
         path = ensure_builtin("tiny-sd", models_dir)

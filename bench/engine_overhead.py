@@ -36,12 +36,12 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from pixgate.catalog import TINY_SD
-    from pixgate.engine.builtin import BUILDERS
-    from pixgate.engine.diffusion import DiffusersEngine, takes_size, with_sampler
-    from pixgate.engine.loader import PipelineCache
-    from pixgate.engine.samplers import is_flow_match
-    from pixgate.request import GenerationRequest
+    from pixgate.backends.diffusers.builtin import BUILDERS
+    from pixgate.backends.diffusers.engine import DiffusersEngine, takes_size, with_sampler
+    from pixgate.backends.diffusers.loader import PipelineCache
+    from pixgate.spec.catalog import TINY_SD
+    from pixgate.spec.request import GenerationRequest
+    from pixgate.spec.samplers import is_flow_match
 
     source = Image.radial_gradient("L").convert("RGB").resize((args.size, args.size))
     rows = []

@@ -34,7 +34,7 @@ def build(name: str, device: str, dtype, out: Path):
     """Build the random-weight pipeline on `device` and save it for the server."""
     import inspect
 
-    from pixgate.engine.builtin import BUILDERS
+    from pixgate.backends.diffusers.builtin import BUILDERS
 
     builder = BUILDERS[name]
     params = inspect.signature(builder).parameters

@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     import torch
 
-    from pixgate.catalog import TINY_SD
-    from pixgate.engine.diffusion import DiffusersEngine
-    from pixgate.engine.loader import PipelineCache
-    from pixgate.shaping import shape_request
+    from pixgate.backends.diffusers.engine import DiffusersEngine
+    from pixgate.backends.diffusers.loader import PipelineCache
+    from pixgate.core.shaping import shape_request
+    from pixgate.spec.catalog import TINY_SD
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = DiffusersEngine(PipelineCache(Path(tmp)))

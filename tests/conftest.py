@@ -22,7 +22,7 @@ import httpx
 import pytest
 import uvicorn
 
-from pixgate import keys
+from pixgate.accounts import keys
 from pixgate.api.app import create_app
 from pixgate.db import Database
 from pixgate.settings import Settings, load_settings
@@ -94,16 +94,16 @@ class RunningServer:
 async def _create_key(settings: Settings, images, prefix, plan, credit, role, spec) -> str:
     from decimal import Decimal
 
-    from pixgate import accounts
-    from pixgate.crypto import SecretBox
+    from pixgate.accounts import users
+    from pixgate.accounts.secrets import SecretBox
     from pixgate.money import to_minor
 
     db = Database(settings.db_url)
     try:
         await db.migrate()
         grant = to_minor(Decimal(credit)) if credit else 0
-        user = await accounts.create_user(
-            db, accounts.NewUser(f"u-{uuid.uuid4().hex[:10]}", role, plan, grant)
+        user = await users.create_user(
+            db, users.NewUser(f"u-{uuid.uuid4().hex[:10]}", role, plan, grant)
         )
         box = SecretBox.for_data_dir(settings.data_dir, settings.master_key)
         key_spec = keys.KeySpec(image_cap=images, prefix=prefix, **spec)

@@ -117,7 +117,7 @@ def test_failed_auth_limited_per_ip(make_server):
 def test_disabled_account_403(server):
     import asyncio as aio
 
-    from pixgate import accounts
+    from pixgate.accounts import users
     from pixgate.db import Database
 
     k = server.create_key()
@@ -126,7 +126,7 @@ def test_disabled_account_403(server):
     async def disable():
         db = Database(server.settings.db_url)
         try:
-            await accounts.update_user(db, user_id, enabled=False)
+            await users.update_user(db, user_id, enabled=False)
         finally:
             await db.dispose()
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import requests
 
-from pixgate.catalog import LoraSpec, ModelSpec, Style, stable_id
 from pixgate.settings import Plan, default_plans
+from pixgate.spec.catalog import LoraSpec, ModelSpec, Style, stable_id
 from tests.conftest import balance
 from tests.fakes import BrokenEngine
 from tests.images import fetch_image, gradient_png
@@ -382,7 +382,7 @@ def test_401_403(server):
     assert "?key=" in msg and "apikey" in msg
     _error(submit(server, "sk-wrong", FAST), 401, "invalid_api_key")
     _error(httpx.post(server.url + QUERY, json={"task_id": "x"}), 401, "missing_api_key")
-    from pixgate import keys
+    from pixgate.accounts import keys
 
     revoked = server.create_key(credit="1")
     asyncio.run_coroutine_threadsafe(

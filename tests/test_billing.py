@@ -9,10 +9,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from pixgate import accounts
-from pixgate.audit import audit
-from pixgate.catalog import ModelSpec
+from pixgate.accounts import users
+from pixgate.accounts.audit import audit
 from pixgate.db import Database
+from pixgate.spec.catalog import ModelSpec
 from tests.conftest import GENERATIONS, balance
 from tests.fakes import DroppingEngine
 
@@ -50,7 +50,7 @@ def test_new_user_gets_free_grant_at_default_price(make_server):
     srv = make_server(models=[PAID, FREE], demo=False, default_model="paid-64")
 
     async def make():
-        from pixgate.service import Pixgate
+        from pixgate.core.service import Pixgate
 
         core = Pixgate(srv.settings)
         try:
@@ -162,7 +162,7 @@ def check_storm(responses: list[httpx.Response], settings, key_row, start_balanc
     async def user_balance():
         db = Database(settings.db_url)
         try:
-            return (await accounts.get_user(db, key_row.user_id)).balance_minor
+            return (await users.get_user(db, key_row.user_id)).balance_minor
         finally:
             await db.dispose()
 

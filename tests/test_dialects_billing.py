@@ -7,7 +7,7 @@ import json
 import time
 from decimal import Decimal
 
-from pixgate.catalog import ModelSpec, stable_id
+from pixgate.spec.catalog import ModelSpec, stable_id
 from tests.conftest import balance
 from tests.images import gradient_png
 

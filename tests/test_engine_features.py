@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixgate.catalog import TINY_SD
-from pixgate.engine.builtin import ensure_builtin
-from pixgate.engine.diffusion import DiffusersEngine
-from pixgate.engine.loader import PipelineCache, pipeline_bytes
-from pixgate.request import GenerationRequest
-from pixgate.worker import Worker
+from pixgate.backends.diffusers.builtin import ensure_builtin
+from pixgate.backends.diffusers.engine import DiffusersEngine
+from pixgate.backends.diffusers.loader import PipelineCache, pipeline_bytes
+from pixgate.queue.worker import Worker
+from pixgate.spec.catalog import TINY_SD
+from pixgate.spec.request import GenerationRequest
 from tests.conftest import generate
 
 
@@ -40,7 +40,7 @@ def lora_file(tmp_path_factory) -> Path:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from pixgate.engine.builtin import build_tiny_sd
+    from pixgate.backends.diffusers.builtin import build_tiny_sd
 
     pipe = build_tiny_sd()
     torch.manual_seed(1)

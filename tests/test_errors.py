@@ -88,7 +88,7 @@ def test_401_missing_and_invalid_key(server):
 def test_403_revoked_key(server):
     import asyncio
 
-    from pixgate import keys
+    from pixgate.accounts import keys
     from pixgate.db import Database
 
     k = server.create_key()

@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pixgate.catalog import TINY_MODELS, Catalog
-from pixgate.engine.arch import build_sd15_arch, build_sdxl_arch, parameter_counts
-from pixgate.engine.builtin import BUILDERS, ensure_builtin
-from pixgate.engine.loader import PipelineCache
+from pixgate.backends.diffusers.arch import build_sd15_arch, build_sdxl_arch, parameter_counts
+from pixgate.backends.diffusers.builtin import BUILDERS, ensure_builtin
+from pixgate.backends.diffusers.loader import PipelineCache
+from pixgate.spec.catalog import TINY_MODELS, Catalog
 from tests.conftest import GENERATIONS, generate
 from tests.images import gradient, png
 

@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 
-from pixgate import keys
+from pixgate.accounts import keys
 from pixgate.db import Database
 from pixgate.db.database import _MIGRATIONS
 
@@ -54,7 +54,7 @@ def test_keys_from_0001_get_an_account_and_keep_working(tmp_path):
     async def check():
         try:
             caller = await keys.authenticate(db, raw)
-            from pixgate.audit import audit
+            from pixgate.accounts.audit import audit
 
             return caller, await audit(db)
         finally:

@@ -18,12 +18,12 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 
-from pixgate.catalog import TINY_SD, ModelSpec
-from pixgate.engine.builtin import ensure_builtin
-from pixgate.engine.diffusion import DiffusersEngine
-from pixgate.engine.loader import PipelineCache
-from pixgate.engine.pull import _weight_kind, pipeline_components, select_files
-from pixgate.request import GenerationRequest
+from pixgate.backends.diffusers.builtin import ensure_builtin
+from pixgate.backends.diffusers.engine import DiffusersEngine
+from pixgate.backends.diffusers.loader import PipelineCache
+from pixgate.backends.diffusers.pull import _weight_kind, pipeline_components, select_files
+from pixgate.spec.catalog import TINY_SD, ModelSpec
+from pixgate.spec.request import GenerationRequest
 from tests.conftest import free_port
 
 PIXGATE = [sys.executable, "-m", "pixgate"]

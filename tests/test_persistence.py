@@ -61,7 +61,7 @@ def test_graceful_shutdown_requeues_unfinished_job(make_server):
     core = srv.core
 
     async def enqueue_and_wait_running():
-        from pixgate.request import GenerationRequest
+        from pixgate.spec.request import GenerationRequest
 
         req = GenerationRequest(
             model="tiny-sd",
@@ -73,7 +73,7 @@ def test_graceful_shutdown_requeues_unfinished_job(make_server):
             steps=100,
             guidance=7.5,
         )
-        from pixgate.jobs import Admission
+        from pixgate.queue.jobs import Admission
 
         caller = await core.authenticate(k)
         job_id = await core.queue.enqueue(req, core.model("tiny-sd"), Admission(caller.key), None)
@@ -97,8 +97,8 @@ def test_graceful_shutdown_requeues_unfinished_job(make_server):
 def test_model_saved_to_disk_serves_identically(make_server, models_dir, tmp_path):
     """The local-directory route: save the builtin pipeline to a folder, configure it as a
     model source, and get the same pixels as the builtin for the same seed."""
-    from pixgate.catalog import ModelSpec
-    from pixgate.engine.builtin import build_tiny_sd
+    from pixgate.backends.diffusers.builtin import build_tiny_sd
+    from pixgate.spec.catalog import ModelSpec
 
     folder: Path = tmp_path / "my-model"
     build_tiny_sd().save_pretrained(folder)
@@ -120,7 +120,7 @@ def test_model_saved_to_disk_serves_identically(make_server, models_dir, tmp_pat
 
 
 def test_bad_local_model_directory_is_a_clean_503(make_server, tmp_path):
-    from pixgate.catalog import ModelSpec
+    from pixgate.spec.catalog import ModelSpec
 
     spec = ModelSpec(
         name="broken", source=str(tmp_path / "missing"), sizes=["256x256"], default_size="256x256"

@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from pixgate import accounts, keys
-from pixgate.catalog import TINY_SD
+from pixgate.accounts import keys, users
 from pixgate.db import Database, Job, utcnow
-from pixgate.jobs import Admission, JobQueue
-from pixgate.request import GenerationRequest
+from pixgate.queue.jobs import Admission, JobQueue
+from pixgate.spec.catalog import TINY_SD
+from pixgate.spec.request import GenerationRequest
 from tests.conftest import generate
 
 REQ = GenerationRequest(
@@ -43,7 +43,7 @@ def run(coro):
 
 
 async def _setup(db: Database, cap: int | None = 10):
-    user = await accounts.create_user(db, accounts.NewUser(f"u-{uuid.uuid4().hex[:8]}"))
+    user = await users.create_user(db, users.NewUser(f"u-{uuid.uuid4().hex[:8]}"))
     created = await keys.create_key(db, user.id, keys.KeySpec(image_cap=cap))
     key = (await keys.authenticate(db, created.key)).key
     return JobQueue(db, max_queue=10), key
@@ -136,7 +136,7 @@ def test_cap_holds_across_two_processes_sharing_sqlite(tmp_path):
     asyncio.run(database.migrate())
 
     async def make_key():
-        user = await accounts.create_user(database, accounts.NewUser("two-procs"))
+        user = await users.create_user(database, users.NewUser("two-procs"))
         made = await keys.create_key(database, user.id, keys.KeySpec(image_cap=9))
         key_id = made.id
         await database.dispose()
@@ -145,12 +145,12 @@ def test_cap_holds_across_two_processes_sharing_sqlite(tmp_path):
     key_id = asyncio.run(make_key())
     script = f"""
 import asyncio
-from pixgate.catalog import TINY_SD
+from pixgate.spec.catalog import TINY_SD
 from pixgate.db import Database
 from pixgate.errors import PixgateError
-from pixgate.jobs import Admission, JobQueue
-from pixgate.keys import find_key
-from pixgate.request import GenerationRequest
+from pixgate.queue.jobs import Admission, JobQueue
+from pixgate.accounts.keys import find_key
+from pixgate.spec.request import GenerationRequest
 req = GenerationRequest(model="tiny-sd", prompt="p", width=256, height=256, n=1, seed=1,
                         steps=1, guidance=7.5)
 async def main():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixgate.engine.samplers import SAMPLERS, find_sampler, sampler_names
+from pixgate.spec.samplers import SAMPLERS, find_sampler, sampler_names
 from tests.conftest import generate
 
 

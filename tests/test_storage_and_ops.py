@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from pixgate.storage import LocalStorage
+from pixgate.storage.local import LocalStorage
 
 GEN = "/v1/images/generations"
 BASE = {"model": "tiny-sd", "prompt": "a cat", "size": "256x256", "num_inference_steps": 1}

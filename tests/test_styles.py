@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from pixgate.catalog import TINY_SD, YUECHENG_SIZES, ModelSpec, Style, size_for_ratio
+from pixgate.spec.catalog import TINY_SD, YUECHENG_SIZES, ModelSpec, Style, size_for_ratio
 from tests.conftest import generate
 
 INK = Style(

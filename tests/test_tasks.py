@@ -20,7 +20,7 @@ import openai
 import pytest
 from PIL import Image
 
-from pixgate import webhooks
+from pixgate.queue import webhooks
 from tests.conftest import GENERATIONS, SMALL_REQUEST
 from tests.test_billing import PAID, balance, run_audit
 

@@ -14,11 +14,11 @@ import pytest
 from PIL import Image, ImageChops
 from volcengine.visual.VisualService import VisualService
 
-from pixgate import keys
+from pixgate.accounts import keys
 from pixgate.api.dialects.volcengine_render import business_code, go_duration
-from pixgate.catalog import VOLCENGINE_SIZES, ModelSpec
 from pixgate.errors import PixgateError
 from pixgate.settings import load_settings
+from pixgate.spec.catalog import VOLCENGINE_SIZES, ModelSpec
 from tests.conftest import balance, free_port, start_server
 from tests.volcengine_client import (
     CV,

@@ -19,9 +19,9 @@ from volcengine.base.Request import Request as VolcRequest
 from volcengine.Credentials import Credentials
 from volcengine.util.Util import Util
 
-from pixgate.api import volc_signing
+from pixgate.accounts.replay import ReplayGuard
+from pixgate.api.dialects import volc_signing
 from pixgate.errors import PixgateError
-from pixgate.replay import ReplayGuard
 from tests.volcengine_client import REQ_KEY, SMALL, business, gateway, make_key, ok, png, sdk
 
 VERSION = "2022-08-31"
@@ -213,7 +213,7 @@ def test_verifier_matches_the_sdk_signer_on_awkward_requests():
 
 def test_replay_guard_forgets_after_its_ttl(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("pixgate.replay.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("pixgate.accounts.replay.time.monotonic", lambda: clock[0])
     guard = ReplayGuard()
 
     async def run() -> list[bool]:

@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from pixgate.api.dialects.yuecheng import render_error, status_for
-from pixgate.catalog import YUECHENG_SIZES, ModelSpec
 from pixgate.errors import PixgateError
+from pixgate.spec.catalog import YUECHENG_SIZES, ModelSpec
 from tests.conftest import balance
 from tests.fakes import BrokenEngine
 from tests.images import fetch_image
@@ -266,7 +266,7 @@ def test_401_403_404_429(server):
 
     tiny_only = server.create_key(prefix="yc-pic-", credit="10", allowed_models=["tiny-sd"])
     assert MODEL in _error(post(server, {**FAST, "api_key": tiny_only}), 403)
-    from pixgate import keys
+    from pixgate.accounts import keys
 
     revoked = server.create_key(prefix="yc-pic-", credit="10")
     asyncio.run_coroutine_threadsafe(

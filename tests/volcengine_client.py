@@ -15,8 +15,8 @@ import httpx
 from PIL import Image
 from volcengine.visual.VisualService import VisualService
 
-from pixgate import accounts, keys
-from pixgate.crypto import SecretBox
+from pixgate.accounts import keys, users
+from pixgate.accounts.secrets import SecretBox
 from pixgate.db import Database
 from pixgate.money import to_minor
 
@@ -42,11 +42,9 @@ def make_key(server, plan: str = "paid", credit: str = "100", **spec) -> keys.Cr
         settings = server.settings
         db = Database(settings.db_url)
         try:
-            user = await accounts.create_user(
+            user = await users.create_user(
                 db,
-                accounts.NewUser(
-                    f"v-{uuid.uuid4().hex[:8]}", "user", plan, to_minor(Decimal(credit))
-                ),
+                users.NewUser(f"v-{uuid.uuid4().hex[:8]}", "user", plan, to_minor(Decimal(credit))),
             )
             box = SecretBox.for_data_dir(settings.data_dir, settings.master_key)
             return await keys.create_key(db, user.id, keys.KeySpec(**spec), box)

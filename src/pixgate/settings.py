@@ -15,7 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from pixgate.catalog import LoraSpec, ModelSpec, Style
+from pixgate.spec.catalog import LoraSpec, ModelSpec, Style
 
 
 def default_data_dir() -> Path:

@@ -13,14 +13,14 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixgate import __version__
-from pixgate.api import account, admin, files, ops, tasks
-from pixgate.api.context import language, request_id
 from pixgate.api.cors import PathCORSMiddleware
+from pixgate.api.deps import language, request_id
 from pixgate.api.dialects import aichat, openai, openai_edits, volcengine, yuecheng
 from pixgate.api.middleware import RequestContextMiddleware
+from pixgate.api.routes import account, admin, files, ops, tasks
+from pixgate.core.service import Pixgate
 from pixgate.errors import PixgateError
 from pixgate.logs import configure_logging
-from pixgate.service import Pixgate
 from pixgate.settings import Settings
 
 log = structlog.get_logger("pixgate.api")

@@ -11,9 +11,9 @@ from typing import Any
 
 from fastapi import Request
 
-from pixgate.api.context import public_base
+from pixgate.api.deps import public_base
+from pixgate.core.service import GenerationResult, Pixgate
 from pixgate.errors import PixgateError
-from pixgate.service import GenerationResult, Pixgate
 
 ERROR_TYPES = {
     400: "invalid_request_error",

@@ -132,7 +132,7 @@ class Job(Base):
     # Asynchronous tasks: how the client asked to see the result (response_format, the
     # base URL of links), and the webhook told when the job finishes. webhook_status is
     # None (no webhook) | pending | delivered | failed; pending deliveries of finished jobs
-    # whose webhook_next_at is due (or None) are claimed by API nodes (pixgate.webhooks).
+    # whose webhook_next_at is due (or None) are claimed by API nodes (pixgate.queue.webhooks).
     task_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     webhook_url: Mapped[str | None] = mapped_column(Text)
     webhook_secret_enc: Mapped[str | None] = mapped_column(Text)  # Fernet, server master key

@@ -23,18 +23,18 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
-from pixgate.api.context import bearer_token, client_ip, core, language, public_base, request_id
+from pixgate.accounts.keys import Caller
+from pixgate.api.deps import bearer_token, client_ip, core, language, public_base, request_id
 from pixgate.api.dialects.aichat_params import Image2ImageParams, size_ids, to_request
 from pixgate.api.results import image_urls
 from pixgate.api.validation import parse_json_object, validate
-from pixgate.catalog import stable_id
+from pixgate.core.service import job_result
 from pixgate.db import Job
-from pixgate.engine.samplers import sampler_names
 from pixgate.errors import PixgateError, invalid
-from pixgate.inputs import MAX_INPUT_BYTES, decode_image, save_input
-from pixgate.keys import Caller
-from pixgate.request import GenerationRequest
-from pixgate.service import job_result
+from pixgate.processing.inputs import MAX_INPUT_BYTES, decode_image, save_input
+from pixgate.spec.catalog import stable_id
+from pixgate.spec.request import GenerationRequest
+from pixgate.spec.samplers import sampler_names
 
 SUBMIT_PATH = "/api/image2image"
 # Every example in the seed writes the address as https://aichatapi.com//api/image2image;

@@ -8,11 +8,11 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pixgate.catalog import ModelSpec, Style, parse_size, size_for_ratio, stable_id
+from pixgate.core.service import Pixgate
+from pixgate.core.shaping import FieldNames, closest_size, shape_request
 from pixgate.errors import invalid
-from pixgate.request import MAX_SEED, GenerationRequest, HiresFix, LoraRef
-from pixgate.service import Pixgate
-from pixgate.shaping import FieldNames, closest_size, shape_request
+from pixgate.spec.catalog import ModelSpec, Style, parse_size, size_for_ratio, stable_id
+from pixgate.spec.request import MAX_SEED, GenerationRequest, HiresFix, LoraRef
 
 NAMES = FieldNames(size="size_id", n="number", steps="steps", sampler="simper", hires="hire")
 HIRES_SCALE = 2.0  # hire=1: A1111's usual "upscale by 2"

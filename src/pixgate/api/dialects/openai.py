@@ -9,15 +9,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
-from pixgate.api.context import authenticated, core
+from pixgate.api.deps import authenticated, core
 from pixgate.api.results import error_object
-from pixgate.api.tasks import TaskFields, respond
+from pixgate.api.routes.tasks import TaskFields, respond
 from pixgate.api.validation import parse_json_object, validate
+from pixgate.core.service import Pixgate
+from pixgate.core.shaping import FieldNames, closest_size, shape_request
 from pixgate.errors import PixgateError
-from pixgate.inputs import MAX_INPUT_BYTES, image_from_field, save_input
-from pixgate.request import MAX_SEED, HiresFix, LoraRef
-from pixgate.service import Pixgate
-from pixgate.shaping import FieldNames, closest_size, shape_request
+from pixgate.processing.inputs import MAX_INPUT_BYTES, image_from_field, save_input
+from pixgate.spec.request import MAX_SEED, HiresFix, LoraRef
 
 # A JSON body may carry an input image as base64 (4/3 of its bytes) plus the other fields.
 MAX_JSON_WITH_IMAGE = MAX_INPUT_BYTES * 4 // 3 + 64 * 1024
@@ -192,7 +192,7 @@ async def list_models(request: Request) -> JSONResponse:
 
 @router.get("/v1/samplers", summary="Sampler names accepted in `sampler`")
 async def list_samplers(request: Request) -> JSONResponse:
-    from pixgate.engine.samplers import sampler_names
+    from pixgate.spec.samplers import sampler_names
 
     await authenticated(request)
     return JSONResponse(

@@ -16,13 +16,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from pixgate.api.context import authenticated, core
-from pixgate.api.tasks import TaskFields, respond
+from pixgate.api.deps import authenticated, core
+from pixgate.api.routes.tasks import TaskFields, respond
 from pixgate.api.validation import validate
+from pixgate.core.shaping import closest_size, shape_request
 from pixgate.errors import invalid
-from pixgate.inputs import MAX_INPUT_BYTES, decode_image, mask_from_alpha, save_input
-from pixgate.request import MAX_SEED
-from pixgate.shaping import closest_size, shape_request
+from pixgate.processing.inputs import MAX_INPUT_BYTES, decode_image, mask_from_alpha, save_input
+from pixgate.spec.request import MAX_SEED
 
 router = APIRouter(tags=["OpenAI images: edits and variations"])
 

@@ -21,8 +21,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pixgate.api import volc_signing
-from pixgate.api.context import bearer_token, client_ip, core, language, public_base, request_id
+from pixgate.accounts.keys import Caller
+from pixgate.api.deps import bearer_token, client_ip, core, language, public_base, request_id
+from pixgate.api.dialects import volc_signing
 from pixgate.api.dialects.volcengine_render import (
     GatewayError,
     VolcContext,
@@ -32,12 +33,11 @@ from pixgate.api.dialects.volcengine_render import (
 )
 from pixgate.api.results import image_urls, images_base64
 from pixgate.api.validation import parse_json_object, validate
+from pixgate.core.service import GenerationResult, Pixgate, job_result
+from pixgate.core.shaping import FieldNames, shape_request
 from pixgate.errors import PixgateError, invalid
-from pixgate.keys import Caller
-from pixgate.request import MAX_SEED, GenerationRequest, Watermark
-from pixgate.service import GenerationResult, Pixgate, job_result
-from pixgate.shaping import FieldNames, shape_request
-from pixgate.tasks import TaskOptions
+from pixgate.queue.tasks import TaskOptions
+from pixgate.spec.request import MAX_SEED, GenerationRequest, Watermark
 
 log = structlog.get_logger("pixgate.volcengine")
 

@@ -13,13 +13,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pixgate.api.context import bearer_token, client_ip, core, public_base, request_id
+from pixgate.api.deps import bearer_token, client_ip, core, public_base, request_id
 from pixgate.api.results import image_urls
 from pixgate.api.validation import parse_json_object, validate
-from pixgate.catalog import YUECHENG_SIZES
+from pixgate.core.shaping import FieldNames, shape_request
 from pixgate.errors import PixgateError, invalid
-from pixgate.request import MAX_SEED
-from pixgate.shaping import FieldNames, shape_request
+from pixgate.spec.catalog import YUECHENG_SIZES
+from pixgate.spec.request import MAX_SEED
 
 SEED_PATH = "/API/AI-picture/endpoint_pic.php"
 ALIAS_PATH = "/yuecheng/v1/generate"

@@ -1,0 +1,52 @@
+"""Per-request helpers shared by routers: the core object, the client's language, the
+request id and the public base URL for links."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from pixgate.accounts.keys import Caller
+from pixgate.core.service import Pixgate
+from pixgate.errors import PixgateError, pick_language
+
+
+def core(request: Request) -> Pixgate:
+    return request.app.state.pixgate
+
+
+def language(request: Request) -> str:
+    return pick_language(request.headers.get("accept-language"))
+
+
+def request_id(request: Request) -> str | None:
+    return request.scope.get("pixgate.request_id")
+
+
+def public_base(request: Request) -> str:
+    configured = core(request).settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def authenticated(request: Request) -> Caller:
+    """The Bearer key's caller (401/403/429 otherwise)."""
+    return await core(request).authenticate(bearer_token(request), client_ip(request))
+
+
+async def admin(request: Request) -> Caller:
+    """Like `authenticated`, and the account must have the admin role."""
+    caller = await authenticated(request)
+    if caller.user.role != "admin":
+        raise PixgateError("admin_required")
+    return caller

@@ -1,0 +1,63 @@
+"""Checks every request passes before anything is reserved: blocked terms and LoRA names,
+and the parsing of LoRA lists as clients write them. Plain functions over the settings."""
+
+from __future__ import annotations
+
+from pixgate.errors import PixgateError, invalid
+from pixgate.settings import Settings
+from pixgate.spec.catalog import ModelSpec
+from pixgate.spec.request import GenerationRequest, LoraRef
+
+
+def lora_refs(settings: Settings, value: str | list[LoraRef] | None) -> list[LoraRef]:
+    """LoRAs as clients write them: 'name', 'name:scale', comma-separated, or a list;
+    a missing scale is the LoRA's configured default."""
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        return list(value)
+    defaults = {lora.name: lora.default_scale for lora in settings.loras}
+    refs = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, _, scale = part.partition(":")
+        try:
+            refs.append(
+                LoraRef(name=name, scale=float(scale) if scale else defaults.get(name, 1.0))
+            )
+        except ValueError:
+            raise invalid(
+                "lora",
+                f"{part!r} is not 'name' or 'name:scale' with a scale between 0 and 2",
+                f"{part!r} 格式应为 'name' 或 'name:scale',scale 取值 0 到 2",
+            ) from None
+    return refs
+
+
+def check_loras(settings: Settings, req: GenerationRequest, spec: ModelSpec) -> None:
+    """Every LoRA the request names must be configured and allowed for its model."""
+    configured = {lora.name for lora in settings.loras}
+    allowed = set(spec.loras) if spec.loras else configured
+    for ref in req.lora:
+        if ref.name not in configured or ref.name not in allowed:
+            known = ", ".join(sorted(allowed & configured)) or "none configured"
+            raise invalid(
+                "lora",
+                f"unknown LoRA {ref.name!r} for model {spec.name}; known: {known}",
+                f"模型 {spec.name} 没有 LoRA {ref.name!r};可选:{known}",
+            )
+
+
+def moderate(settings: Settings, req: GenerationRequest) -> None:
+    """Refuse a prompt that contains a configured blocked term (before anything is
+    reserved, so a refusal costs nothing). A visible watermark is text we draw on the
+    image, so it is held to the same terms."""
+    moderate_text(settings, "prompt", req.prompt)
+    moderate_text(settings, "negative_prompt", req.negative_prompt)
+    if req.watermark is not None:
+        moderate_text(settings, "watermark", req.watermark.text)
+
+
+def moderate_text(settings: Settings, param: str, text: str | None) -> None:
+    lowered = (text or "").casefold()
+    if any(term.casefold() in lowered for term in settings.blocked_terms):
+        raise PixgateError("content_refused", param=param)

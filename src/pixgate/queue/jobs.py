@@ -1,0 +1,410 @@
+"""The job queue: a table that is both the queue and the record of every request.
+
+Every state change is a conditional UPDATE (`WHERE status = ... AND worker_id = ...`), so a
+job is settled at most once even when a lease lapses, a client times out, or two workers
+race; the usage change rides in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from pixgate.accounts import billing
+from pixgate.db import ApiKey, Database, Job, utcnow
+from pixgate.errors import PixgateError
+from pixgate.spec.catalog import ModelSpec
+from pixgate.spec.request import GenerationRequest
+
+BATCH_CANDIDATES = 64  # queued jobs looked at when filling a batch
+
+
+def _claimed_by(worker_id: str, lease_seconds: float) -> dict[str, Any]:
+    """The column values of a job a worker has just claimed."""
+    now = utcnow()
+    return {
+        "status": "running",
+        "worker_id": worker_id,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+        "started_at": now,
+        "attempts": Job.attempts + 1,
+    }
+
+
+@dataclass(frozen=True)
+class SettleOutcome:
+    settled: bool  # False when the job was no longer ours (timed out, reaped)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Who is asking, and the account limits that apply to them."""
+
+    key: ApiKey
+    plan: str = "free"
+    concurrency: int | None = None  # in-flight jobs per account; None: unlimited
+
+
+class JobQueue:
+    def __init__(
+        self, db: Database, max_queue: int, billing_enabled: bool = True, currency: str = "CNY"
+    ):
+        self.db = db
+        self.max_queue = max_queue
+        self.billing_enabled = billing_enabled
+        self.currency = currency
+        self._done: dict[str, _Waiter] = {}
+        # Jobs finished by someone other than their worker (timeout): the local worker
+        # checks this at every step and stops.
+        self.cancelled: set[str] = set()
+        self.wakeup = asyncio.Event()  # set on enqueue so a local worker claims at once
+        # Called with each job finished in this process (the webhook deliverer's wake-up).
+        self.finish_listeners: list[Callable[[Job], None]] = []
+
+    # --- admission -------------------------------------------------------------------
+    async def enqueue(
+        self,
+        req: GenerationRequest,
+        spec: ModelSpec,
+        who: Admission | None,
+        request_id: str | None,
+        task: dict[str, Any] | None = None,
+    ) -> str:
+        """Check the account's in-flight limit, reserve the key's cap and the price, and
+        insert the job, in one transaction: all of it happens or none of it. `task` holds
+        extra job columns of an asynchronous task (its webhook), stored in the same insert."""
+        job_id = uuid.uuid4().hex
+        key = who.key if who else None
+        price = spec.price_minor if self.billing_enabled else 0
+        async with self.db.write() as s:
+            depth = await s.scalar(
+                select(func.count()).select_from(Job).where(Job.status == "queued")
+            )
+            if depth >= self.max_queue:
+                raise PixgateError(
+                    "queue_full",
+                    args_={"depth": depth, "retry_after": 5},
+                    headers={"Retry-After": "5"},
+                )
+            if who is not None and who.concurrency is not None:
+                in_flight = await s.scalar(
+                    select(func.count())
+                    .select_from(Job)
+                    .where(Job.user_id == key.user_id, Job.status.in_(("queued", "running")))
+                )
+                if in_flight >= who.concurrency:
+                    raise PixgateError(
+                        "too_many_in_flight",
+                        args_={"limit": who.concurrency, "plan": who.plan},
+                        headers={"Retry-After": "1"},
+                    )
+            cap_reserved = False
+            if key is not None and self.billing_enabled:
+                cap_reserved = await billing.reserve(s, key, req.n, price, job_id, self.currency)
+            await s.execute(
+                insert(Job).values(
+                    id=job_id,
+                    key_id=key.id if key else None,
+                    user_id=key.user_id if key else None,
+                    request_id=request_id,
+                    model=spec.name,
+                    kind=req.kind,
+                    status="queued",
+                    request=req.model_dump(mode="json"),
+                    n=req.n,
+                    seed=req.seed,
+                    price_minor=price,
+                    cap_reserved=cap_reserved,
+                    cost_minor=0,
+                    n_succeeded=0,
+                    attempts=0,
+                    created_at=utcnow(),
+                    **(task or {}),
+                )
+            )
+        self.wakeup.set()
+        return job_id
+
+    # --- workers ---------------------------------------------------------------------
+    async def claim(self, worker_id: str, lease_seconds: float) -> Job | None:
+        """Take the oldest queued job (FOR UPDATE SKIP LOCKED on PostgreSQL; the write
+        transaction serializes this on SQLite)."""
+        oldest = (
+            select(Job.id)
+            .where(Job.status == "queued")
+            .order_by(Job.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        async with self.db.write() as s:
+            job = await s.scalar(
+                update(Job)
+                .where(Job.id == oldest, Job.status == "queued")
+                .values(**_claimed_by(worker_id, lease_seconds))
+                .returning(Job)
+            )
+        return job
+
+    async def claim_compatible(
+        self, first: Job, worker_id: str, lease_seconds: float, room: int
+    ) -> list[Job]:
+        """Claim queued jobs that can share `first`'s forward pass (same batch key), oldest
+        first, while their images fit in `room` more images."""
+        key = GenerationRequest.model_validate(first.request).batch_key()
+        if key is None or room <= 0:
+            return []
+        async with self.db.write() as s:
+            candidates = (
+                await s.execute(
+                    select(Job.id, Job.n, Job.request)
+                    .where(Job.status == "queued", Job.model == first.model, Job.kind == first.kind)
+                    .order_by(Job.created_at)
+                    .limit(BATCH_CANDIDATES)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            chosen = []
+            for job_id, n, request in candidates:
+                if n <= room and GenerationRequest.model_validate(request).batch_key() == key:
+                    chosen.append(job_id)
+                    room -= n
+                if room <= 0:
+                    break
+            if not chosen:
+                return []
+            jobs = (
+                await s.scalars(
+                    update(Job)
+                    .where(Job.id.in_(chosen), Job.status == "queued")
+                    .values(**_claimed_by(worker_id, lease_seconds))
+                    .returning(Job)
+                )
+            ).all()
+        return sorted(jobs, key=lambda j: (j.created_at, j.id))
+
+    async def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> bool:
+        async with self.db.write() as s:
+            result = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
+                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+            )
+        return result.rowcount == 1
+
+    async def succeed(
+        self, job: Job, worker_id: str, images: list[dict[str, Any]], inference_seconds: float
+    ) -> SettleOutcome:
+        """Mark the job done and charge its successful images, in one transaction."""
+        ok = len(images)
+        async with self.db.write() as s:
+            done = await s.scalar(
+                update(Job)
+                .where(Job.id == job.id, Job.status == "running", Job.worker_id == worker_id)
+                .values(
+                    status="succeeded" if ok else "failed",
+                    progress=1.0,
+                    error_code=None if ok else "generation_failed",
+                    error_message=None if ok else "no image could be produced",
+                    images=images,
+                    n_succeeded=ok,
+                    cost_minor=ok * job.price_minor,
+                    inference_seconds=inference_seconds,
+                    finished_at=utcnow(),
+                    lease_until=None,
+                )
+                .returning(Job)
+            )
+            if done is None:
+                return SettleOutcome(False)
+            await self._settle(s, job, ok)
+        self._notify(done)
+        return SettleOutcome(True)
+
+    async def fail(
+        self,
+        job_id: str,
+        code: str,
+        message: str,
+        worker_id: str | None = None,
+        statuses: tuple[str, ...] = ("running",),
+    ) -> SettleOutcome:
+        """Finish the job as failed and release its whole reservation (nothing charged)."""
+        conditions = [Job.id == job_id, Job.status.in_(statuses)]
+        if worker_id is not None:
+            conditions.append(Job.worker_id == worker_id)
+        async with self.db.write() as s:
+            job = await s.scalar(
+                update(Job)
+                .where(*conditions)
+                .values(
+                    status="failed",
+                    error_code=code,
+                    error_message=message[:2000],
+                    finished_at=utcnow(),
+                    lease_until=None,
+                )
+                .returning(Job)
+            )
+            if job is None:
+                return SettleOutcome(False)
+            await self._settle(s, job, 0)
+        if worker_id is None and job.worker_id is not None:
+            self.cancelled.add(job_id)
+        self._notify(job)
+        return SettleOutcome(True)
+
+    async def _settle(self, session, job: Job, succeeded: int) -> None:
+        """Move usage for a job that is finishing, inside its finishing transaction."""
+        if self.billing_enabled:
+            await billing.settle(
+                session,
+                key_id=job.key_id,
+                user_id=job.user_id,
+                job_id=job.id,
+                reserved=job.n,
+                succeeded=succeeded,
+                price_minor=job.price_minor,
+                cap_reserved=job.cap_reserved,
+            )
+
+    async def set_progress(self, job_id: str, worker_id: str, progress: float) -> None:
+        async with self.db.write() as s:
+            await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
+                .values(progress=progress)
+            )
+
+    async def cancel(self, job_id: str, user_id: str) -> SettleOutcome:
+        """The owner cancels a queued or running job: it is failed with `cancelled` and its
+        reservation returned at once; a running generation stops at its next step."""
+        async with self.db.read() as s:
+            owner = await s.scalar(select(Job.user_id).where(Job.id == job_id))
+        if owner is None or owner != user_id:
+            raise PixgateError("job_not_found", args_={"job": job_id})
+        return await self.fail(
+            job_id, "cancelled", "cancelled by the client", statuses=("queued", "running")
+        )
+
+    async def requeue(self, job_id: str, worker_id: str) -> bool:
+        """Give a running job back to the queue (graceful shutdown)."""
+        async with self.db.write() as s:
+            result = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
+                .values(status="queued", worker_id=None, lease_until=None, started_at=None)
+            )
+        if result.rowcount:
+            self.wakeup.set()
+        return result.rowcount == 1
+
+    async def reap_lapsed(self, max_attempts: int) -> tuple[int, int]:
+        """Jobs whose worker stopped renewing: requeue them, or fail and release them after
+        `max_attempts`. Returns (requeued, failed)."""
+        now = utcnow()
+        async with self.db.read() as s:
+            lapsed = (
+                await s.execute(
+                    select(Job.id, Job.attempts, Job.worker_id).where(
+                        Job.status == "running", Job.lease_until < now
+                    )
+                )
+            ).all()
+        requeued = failed = 0
+        for job_id, attempts, worker_id in lapsed:
+            if attempts >= max_attempts:
+                message = f"worker {worker_id} stopped after {attempts} attempts"
+                if (await self.fail(job_id, "worker_lost", message, worker_id=worker_id)).settled:
+                    failed += 1
+            else:
+                async with self.db.write() as s:
+                    result = await s.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.status == "running", Job.lease_until < now)
+                        .values(status="queued", worker_id=None, lease_until=None)
+                    )
+                requeued += result.rowcount
+        if requeued:
+            self.wakeup.set()
+        return requeued, failed
+
+    # --- clients ---------------------------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        async with self.db.read() as s:
+            return await s.get(Job, job_id)
+
+    async def wait(
+        self, job_id: str, timeout: float, max_poll: float = 1.0, first_poll: float = 0.05
+    ) -> Job | None:
+        """Wait until the job finishes or `timeout` passes, and return its row.
+
+        A worker in this process hands over the finished row at once; one in another
+        process is noticed by polling, at intervals growing from `first_poll` to `max_poll`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        waiter = self._done.setdefault(job_id, _Waiter())
+        poll = first_poll
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waiter.event.wait(), timeout=min(poll, remaining))
+                    poll = min(poll * 2, max_poll)
+                if waiter.job is not None:
+                    return waiter.job
+                job = await self.get(job_id)
+                if job is None or job.finished or loop.time() >= deadline:
+                    return job
+        finally:
+            self._done.pop(job_id, None)
+
+    async def recent(
+        self,
+        user_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cancelled: bool | None = None,
+    ) -> list[Job]:
+        """Jobs newest first, optionally one account's and of one status; `cancelled`
+        True/False keeps only/no jobs cancelled by their owner."""
+        stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
+        if user_id is not None:
+            stmt = stmt.where(Job.user_id == user_id)
+        if status:
+            stmt = stmt.where(Job.status == status)
+        if cancelled is not None:
+            code = func.coalesce(Job.error_code, "")
+            stmt = stmt.where(code == "cancelled" if cancelled else code != "cancelled")
+        async with self.db.read() as s:
+            return list((await s.scalars(stmt)).all())
+
+    async def depth(self) -> int:
+        async with self.db.read() as s:
+            return (
+                await s.scalar(select(func.count()).select_from(Job).where(Job.status == "queued"))
+                or 0
+            )
+
+    def _notify(self, job: Job) -> None:
+        waiter = self._done.get(job.id)
+        if waiter is not None:
+            waiter.job = job
+            waiter.event.set()
+        for listener in self.finish_listeners:
+            listener(job)
+
+
+@dataclass
+class _Waiter:
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    job: Job | None = None
