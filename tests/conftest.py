@@ -7,6 +7,9 @@ import os
 # Model loading must never reach for the network in tests (CI has none).
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# An error message missing a template value raises instead of rendering a gap (servers in
+# subprocesses inherit it).
+os.environ["PIXGATE_STRICT_MESSAGES"] = "1"
 
 import asyncio
 import socket

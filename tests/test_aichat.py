@@ -19,7 +19,6 @@ import requests
 from pixgate.settings import Plan, default_plans
 from pixgate.spec.catalog import LoraSpec, ModelSpec, Style, stable_id
 from tests.conftest import balance
-from tests.fakes import BrokenEngine
 from tests.images import fetch_image, gradient_png
 
 SUBMIT = "/api/image2image"
@@ -441,8 +440,10 @@ def test_451_refused_prompt_is_free(make_server):
     assert len(list(srv.settings.files_dir.rglob("in-*"))) == 1
 
 
-def test_failed_task_reports_its_error_and_costs_nothing(server, key):
-    server.core.worker.engine = BrokenEngine(server.core.worker.engine)
+def test_failed_task_reports_its_error_and_costs_nothing(make_server):
+    broken = TINY.model_copy(update={"source": "fake:error=generation_failed"})
+    server = make_server(models=[broken], default_model="tiny-256")
+    key = server.create_key(credit="10")
     r = submit(server, key, FAST)
     done = poll(server, key, r.json()["task_id"])
     assert done["status"] == "failed" and done["images"] == []

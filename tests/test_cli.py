@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 from PIL import Image
@@ -17,13 +18,16 @@ from tests.conftest import free_port
 PIXGATE = [sys.executable, "-m", "pixgate"]
 
 
-def cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env: dict | None = None, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [*PIXGATE, *args],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=cwd,
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -285,3 +289,65 @@ def test_users_credit_codes_ledger_audit(tmp_path):
     con.close()
     bad = cli("audit", *data, check=False)
     assert bad.returncode == 1 and "alice" in bad.stderr and "ledger sum" in bad.stderr
+
+
+def test_generate_without_weights_says_what_to_do_in_one_line(tmp_path):
+    """No --demo: the default model (FLUX.1-schnell) has hub weights this machine lacks. The
+    answer is one line naming the model and the fix, before any progress bar or torch."""
+    started = time.monotonic()
+    result = cli(
+        "generate", "a cat", "-o", str(tmp_path / "x.png"), "--data-dir", str(tmp_path), check=False
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "/20" not in result.stderr
+    error = [line for line in lines if line.startswith("error:")]
+    assert len(error) == 1, result.stderr
+    assert "FLUX.1-schnell" in error[0] and "pixgate models pull FLUX.1-schnell" in error[0]
+    assert "--demo" in error[0]
+    assert not (tmp_path / "x.png").exists()
+    assert time.monotonic() - started < 30
+
+
+def test_data_dir_is_the_same_from_any_folder(tmp_path):
+    """Without --data-dir or PIXGATE_DATA_DIR every folder opens the per-user data dir (and
+    says so), except a folder holding ./pixgate-data, which uses that one."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("PIXGATE_DATA_DIR", "XDG_DATA_HOME")}
+    env.update(HOME=str(home), COLUMNS="200")
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        cwd.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [*PIXGATE, *args], capture_output=True, text=True, timeout=120, env=env, cwd=cwd
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+    made = run("keys", "create", "--json", cwd=tmp_path / "a")
+    user_dir = home / ".local" / "share" / "pixgate"
+    assert f"data dir: {user_dir}" in made.stderr
+    key_id = json.loads(made.stdout)["id"]
+    listed = run("keys", "list", "--json", cwd=tmp_path / "b" / "c")
+    assert [k["id"] for k in json.loads(listed.stdout)] == [key_id]
+    assert f"data dir: {user_dir}" in listed.stderr
+
+    local = tmp_path / "project" / "pixgate-data"
+    local.mkdir(parents=True)
+    here = run("keys", "list", "--json", cwd=tmp_path / "project")
+    assert json.loads(here.stdout) == [] and f"data dir: {local}" in here.stderr
+    env["PIXGATE_DATA_DIR"] = str(user_dir)
+    assert json.loads(run("keys", "list", "--json", cwd=tmp_path / "project").stdout)[0]["id"] == (
+        key_id
+    )
+
+
+def test_models_list_says_which_catalog(tmp_path):
+    data = ["--data-dir", str(tmp_path)]
+    default = cli("models", "list", *data).stdout
+    assert "catalog: defaults with hub weights" in default
+    assert "black-forest-labs/FLUX.1-schnell" in default and "Yuecheng-VisGen" not in default
+    demo = cli("models", "list", "--demo", *data).stdout
+    assert "catalog: demo mode" in demo and "Yuecheng-VisGen/VisGen" in demo
+    assert "black-forest-labs" not in demo
+    assert "catalog: demo mode" in cli("models", "list", *data, env={"PIXGATE_DEMO": "1"}).stdout

@@ -163,13 +163,13 @@ def test_worker_batches_compatible_queued_jobs(make_server, models_dir):
     loop = server.server_loop()
 
     async def scenario():
-        caller = await core.authenticate(key)
+        caller = await core.identity.authenticate(key)
         reqs = [_request(f"prompt {i}", 100 + i, n=1 + i % 2) for i in range(4)]
         odd = _request("other size", 5).model_copy(update={"width": 512, "height": 512})
-        ids = [await core.submit(caller, r) for r in [*reqs, odd]]
+        ids = [await core.admission.submit(caller, r) for r in [*reqs, odd]]
         core.worker = Worker(core.settings, core.catalog, core.queue, core.storage, core.metrics)
         core.worker.start()
-        results = [await core.wait_result(job_id) for job_id in ids]
+        results = [await core.tasks.wait_result(job_id) for job_id in ids]
         await core.worker.stop(10)
         return reqs, results
 

@@ -21,7 +21,6 @@ import pytest
 from pixgate.backends.diffusers.builtin import ensure_builtin
 from pixgate.backends.diffusers.engine import DiffusersEngine
 from pixgate.backends.diffusers.loader import PipelineCache
-from pixgate.backends.diffusers.pull import _weight_kind, pipeline_components, select_files
 from pixgate.spec.catalog import TINY_SD, ModelSpec
 from pixgate.spec.request import GenerationRequest
 from tests.conftest import free_port
@@ -67,7 +66,23 @@ class FakeHub:
         path = unquote(urlparse(req.path).path)
         self.requests.append((req.command, path))
         parts = path.strip("/").split("/")
-        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
+        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "tree":
+            repo = "/".join(parts[2:4])
+            if self._refused(req, repo):
+                return
+            tree = [
+                {
+                    "type": "file",
+                    "oid": hashlib.sha1(data).hexdigest(),
+                    "size": len(data),
+                    "path": name,
+                }
+                for name, data in sorted(self.repos[repo].items())
+            ]
+            self._send(
+                req, 200, json.dumps(tree).encode(), body, {"Content-Type": "application/json"}
+            )
+        elif parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
             repo = "/".join(parts[2:4])
             if self._refused(req, repo):
                 return
@@ -221,71 +236,43 @@ def test_pull_errors_are_clear_and_nonzero(hub, tmp_path):
     assert not (tmp_path / "models" / "hub" / "models--nobody--nothing" / "snapshots").exists()
 
 
-def test_file_selection_formats_variants_and_shards():
-    assert _weight_kind("unet/diffusion_pytorch_model.fp16.safetensors") == ("safetensors", "fp16")
-    assert _weight_kind("te/model.safetensors.index.fp16.json") == ("safetensors", "fp16")
-    assert _weight_kind("te/model.safetensors.index.json") == ("safetensors", None)
-    assert _weight_kind("te/model-00001-of-00002.safetensors") == ("safetensors", None)
-    assert _weight_kind("te/config.json") == (None, None)
-    assert _weight_kind("tokenizer/merges.txt") == (None, None)
+# Run in a child process: this one has HF_HUB_OFFLINE set, and huggingface_hub reads it
+# (and HF_ENDPOINT) once, at import.
+_COMPARE = """
+import json, sys
+from pathlib import Path
+from diffusers import DiffusionPipeline
+from pixgate.backends.diffusers.pull import download, plan_pull
 
-    files = {
-        "model_index.json": 1,
-        "sd_xl_base_1.0.safetensors": 7,
-        "unet/config.json": 1,
-        "unet/diffusion_pytorch_model.safetensors": 10,
-        "unet/diffusion_pytorch_model.fp16.safetensors": 5,
-        "unet/diffusion_pytorch_model.bin": 10,
-        "unet/diffusion_pytorch_model.fp16.bin": 5,
-        "text_encoder_2/config.json": 1,
-        "text_encoder_2/model.safetensors.index.json": 1,
-        "text_encoder_2/model-00001-of-00002.safetensors": 6,
-        "text_encoder_2/model-00002-of-00002.safetensors": 6,
-        "text_encoder_2/model.safetensors.index.fp16.json": 1,
-        "text_encoder_2/model-00001-of-00001.fp16.safetensors": 6,
-        "vae/config.json": 1,
-        "vae/diffusion_pytorch_model.bin": 3,  # .bin only: kept
-        "vae_decoder/model.onnx": 3,
-        "tokenizer/vocab.json": 1,
-    }
-    components = pipeline_components(
-        {
-            "_class_name": "StableDiffusionXLPipeline",
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "image_encoder": [None, None],
-            "force_zeros_for_empty_prompt": True,
-        }
+repo, home, variant = sys.argv[1], Path(sys.argv[2]), sys.argv[3] or None
+ours = plan_pull(repo, home / "ours", variant=variant)
+download(ours, home / "ours")
+theirs = Path(DiffusionPipeline.download(repo, cache_dir=home / "theirs", variant=variant))
+print(json.dumps({
+    "planned": sorted(ours.files),
+    "theirs": sorted(str(f.relative_to(theirs)) for f in theirs.rglob("*") if f.is_file()),
+    "ours": sorted(
+        str(f.relative_to(home / "ours")).split("/", 4)[-1]
+        for f in (home / "ours").glob("hub/*/snapshots/*/**/*") if f.is_file()
+    ),
+}))
+"""
+
+
+@pytest.mark.parametrize("variant", [None, "fp16"])
+def test_pull_fetches_exactly_what_diffusers_download_fetches(hub, tmp_path, variant):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"))
+    done = subprocess.run(
+        [sys.executable, "-c", _COMPARE, REPO, str(tmp_path), variant or ""],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
-    assert components == {"unet", "vae", "text_encoder_2", "tokenizer"}
-
-    keep, skipped, notes = select_files(files, components, variant=None)
-    assert set(keep) == {
-        "model_index.json",
-        "unet/config.json",
-        "unet/diffusion_pytorch_model.safetensors",
-        "text_encoder_2/config.json",
-        "text_encoder_2/model.safetensors.index.json",
-        "text_encoder_2/model-00001-of-00002.safetensors",
-        "text_encoder_2/model-00002-of-00002.safetensors",
-        "vae/config.json",
-        "vae/diffusion_pytorch_model.bin",
-        "tokenizer/vocab.json",
-    }
-    assert skipped["unet/diffusion_pytorch_model.bin"].startswith("duplicate")
-    assert skipped["unet/diffusion_pytorch_model.fp16.safetensors"] == "fp16 variant"
-    assert "single-file" in skipped["sd_xl_base_1.0.safetensors"]
-    assert "not a component" in skipped["vae_decoder/model.onnx"]
-    assert notes == []
-
-    keep, skipped, notes = select_files(files, components, variant="fp16")
-    assert "unet/diffusion_pytorch_model.fp16.safetensors" in keep
-    assert "text_encoder_2/model-00001-of-00001.fp16.safetensors" in keep
-    assert "text_encoder_2/model.safetensors.index.fp16.json" in keep
-    assert "vae/diffusion_pytorch_model.bin" in keep  # no fp16 variant: the default weights
-    assert "default weights" in skipped["unet/diffusion_pytorch_model.safetensors"]
-    assert "default weights" in skipped["text_encoder_2/model-00002-of-00002.safetensors"]
-    assert skipped["unet/diffusion_pytorch_model.fp16.bin"].startswith("duplicate")
-    assert notes == ["vae: no fp16 variant; the default weights are used"]
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["planned"] == found["ours"] == found["theirs"]
+    fp16 = "unet/diffusion_pytorch_model.fp16.safetensors"
+    assert (fp16 in found["ours"]) == (variant == "fp16")
+    assert not set(found["ours"]) & (set(EXTRAS) - {fp16})

@@ -75,8 +75,9 @@ def test_graceful_shutdown_requeues_unfinished_job(make_server):
         )
         from pixgate.queue.jobs import Admission
 
-        caller = await core.authenticate(k)
-        job_id = await core.queue.enqueue(req, core.model("tiny-sd"), Admission(caller.key), None)
+        caller = await core.identity.authenticate(k)
+        spec = core.admission.model("tiny-sd")
+        job_id = await core.queue.enqueue(req, spec, Admission(caller.key), None)
         for _ in range(200):
             job = await core.queue.get(job_id)
             if job.status == "running":

@@ -91,6 +91,17 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
+@pytest.fixture
+def make_server(make_server):
+    """conftest's servers, with loopback allowed for webhooks: the receivers here listen
+    on 127.0.0.1, which servers refuse by default (tests/test_ssrf.py)."""
+
+    def make(**overrides):
+        return make_server(**{"webhook_allow": ["127.0.0.0/8"], **overrides})
+
+    return make
+
+
 def poll(c: httpx.Client, task_id: str, until: Callable[[dict], bool], timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while True:

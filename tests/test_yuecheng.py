@@ -17,7 +17,6 @@ from pixgate.api.dialects.yuecheng import render_error, status_for
 from pixgate.errors import PixgateError
 from pixgate.spec.catalog import YUECHENG_SIZES, ModelSpec
 from tests.conftest import balance
-from tests.fakes import BrokenEngine
 from tests.images import fetch_image
 
 SEED_PATH = "/API/AI-picture/endpoint_pic.php"
@@ -311,8 +310,10 @@ def test_451_blocked_content_is_free(make_server):
     assert srv.key_row(k).images_used == 0
 
 
-def test_500_failed_generation_is_free(server, yc):
-    server.core.worker.engine = BrokenEngine(server.core.worker.engine)
+def test_500_failed_generation_is_free(make_server):
+    broken = FAST_VISGEN.model_copy(update={"source": "fake:error=generation_failed"})
+    server = make_server(models=[broken])
+    yc = server.create_key(prefix="yc-pic-", images=100, credit="100")
     message = _error(post(server, {**FAST, "api_key": yc}), 500)
     assert "nothing was charged" in message
     assert balance(server, yc) == Decimal("100")

@@ -1,12 +1,27 @@
 """The one internal error type. Each dialect renders it in its own wire shape.
 
 Messages exist in English and Chinese; `Accept-Language` picks one.
+
+A message template whose value the raiser did not supply is a bug. Under tests
+(`PIXGATE_STRICT_MESSAGES=1`, set by the test suite's conftest, or `STRICT_MESSAGES`)
+rendering it raises `MessageArgumentMissing`, so the bug fails the test that reaches it; in
+production it is logged and the message is rendered with `?` in the gap, so the client
+still gets the whole sentence and its status.
 """
 
 from __future__ import annotations
 
+import os
+import string
 from dataclasses import dataclass, field
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger("pixgate.errors")
+
+STRICT_MESSAGES = False
+"""Raise on a missing template value (also on with PIXGATE_STRICT_MESSAGES=1)."""
 
 # code -> (HTTP status, English template, Chinese template)
 _MESSAGES: dict[str, tuple[int, str, str]] = {
@@ -194,6 +209,28 @@ _MESSAGES: dict[str, tuple[int, str, str]] = {
 }
 
 
+class MessageArgumentMissing(KeyError):
+    """An error message template names a value its raiser did not pass (strict mode)."""
+
+
+def strict_messages() -> bool:
+    return STRICT_MESSAGES or os.environ.get("PIXGATE_STRICT_MESSAGES") == "1"
+
+
+def template_fields(code: str) -> dict[str, set[str]]:
+    """The values each language's template of `code` needs, e.g. {"en": {"param"}, ...}."""
+    _, en, zh = _MESSAGES[code]
+    return {
+        lang: {name for _, name, _, _ in string.Formatter().parse(text) if name}
+        for lang, text in (("en", en), ("zh", zh))
+    }
+
+
+class _Gaps(dict):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
 @dataclass
 class PixgateError(Exception):
     """An error with a stable `code`, an HTTP status, and the field it concerns."""
@@ -218,8 +255,12 @@ class PixgateError(Exception):
         values = {"param": self.param, **self.args_}
         try:
             return template.format(**values)
-        except KeyError:  # a template value nobody supplied: still say something useful
-            return en.split("{")[0].strip() or self.code
+        except KeyError as exc:  # a template value nobody supplied
+            problem = f"error {self.code!r} ({lang}) needs {exc.args[0]!r}; got {sorted(values)}"
+            if strict_messages():
+                raise MessageArgumentMissing(problem) from None
+            log.error("error message argument missing", problem=problem)
+            return template.format_map(_Gaps(values))
 
 
 def invalid(param: str, detail: str, detail_zh: str | None = None) -> PixgateError:

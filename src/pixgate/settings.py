@@ -3,7 +3,9 @@ and an optional TOML config file (in that order of precedence)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,17 @@ from pixgate.spec.catalog import LoraSpec, ModelSpec, Style
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("PIXGATE_DATA_DIR", "./pixgate-data"))
+    """`PIXGATE_DATA_DIR`; else `./pixgate-data` where the working folder has one (older
+    quick starts made it there); else the per-user data dir (`$XDG_DATA_HOME/pixgate`,
+    `~/.local/share/pixgate`). A default that followed the working folder alone made the CLI,
+    run from elsewhere, silently open an empty database beside the server's."""
+    if env := os.environ.get("PIXGATE_DATA_DIR"):
+        return Path(env)
+    local = Path("pixgate-data")
+    if local.is_dir():
+        return local.resolve()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "pixgate"
 
 
 class Plan(BaseModel):
@@ -86,7 +98,16 @@ class Settings(BaseSettings):
     fetch_image_urls: bool = Field(
         default=True,
         description="Let clients pass input images as http(s) URLs the server downloads. "
-        "Turn off where the server can reach private networks you do not want fetched.",
+        "Loopback, private, link-local and other non-public addresses are refused unless "
+        "fetch_image_allow lets them.",
+    )
+    fetch_image_allow: list[str] = Field(
+        default_factory=list,
+        description='Networks (CIDRs, e.g. ["10.0.0.0/8"]) image URLs may reach although '
+        "they are not public.",
+    )
+    fetch_image_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=300, description="Total time one image URL download may take."
     )
     url_ttl_seconds: int = Field(default=3600, ge=1, description="Signed image URL lifetime.")
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
@@ -132,8 +153,18 @@ class Settings(BaseSettings):
     billing_enabled: bool = Field(
         default=True, description="Charge credit and enforce caps (off only for benchmarks)."
     )
+    free_grant: Decimal | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        decimal_places=4,
+        description="A new user's grant, in currency; when set, free_grant_images is unused.",
+    )
     free_grant_images: int = Field(
-        default=30, ge=0, description="New users get this many images at the default price."
+        default=30,
+        ge=0,
+        description="Without free_grant, new users get this many images at the default "
+        "model's price, or at the cheapest priced model's when the default is free (demo).",
     )
     default_plan: str = "free"
     plans: dict[str, Plan] = Field(default_factory=default_plans)
@@ -162,6 +193,11 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Time a webhook receiver has to answer one attempt."
     )
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description='Networks (CIDRs, e.g. ["10.0.0.0/8"]) webhook URLs may reach although '
+        "they are not public.",
+    )
     webhook_poll_seconds: float = Field(
         default=2.0,
         gt=0,
@@ -180,6 +216,15 @@ class Settings(BaseSettings):
         if dupes:
             raise ValueError(f"duplicate model names in [[models]]: {', '.join(dupes)}")
         return models
+
+    @field_validator("fetch_image_allow", "webhook_allow")
+    @classmethod
+    def _networks(cls, cidrs: list[str]) -> list[str]:
+        """Each entry a network ("10.0.0.0/8") or one address, written back normalised."""
+        try:
+            return [str(ipaddress.ip_network(c.strip(), strict=False)) for c in cidrs]
+        except ValueError as exc:
+            raise ValueError(f"not a network (CIDR) or address: {exc}") from exc
 
     @field_validator("loras")
     @classmethod

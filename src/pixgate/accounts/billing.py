@@ -12,10 +12,13 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pixgate.db import ApiKey, LedgerEntry, User, utcnow
-from pixgate.errors import PixgateError
-from pixgate.money import from_minor
+from pixgate.errors import PixgateError, invalid
+from pixgate.money import MAX_BALANCE_MINOR, from_minor
 
 KINDS = ("grant", "topup", "redemption", "reserve", "refund", "charge", "adjust")
+# Credit from outside the job cycle; these may not lift a balance past MAX_BALANCE_MINOR
+# (refunds may: they only return what a reservation took).
+CREDITS = ("grant", "topup", "redemption", "adjust")
 
 # Core tables, not ORM entities: these statements run on every request, and the ORM's
 # bulk-update bookkeeping would only add cost here.
@@ -38,13 +41,14 @@ async def post(
 ) -> int | None:
     """Move `amount_minor` (signed) on the user's balance and append its ledger row.
 
-    Returns the new balance, or None when `require_funds` and the balance is too small
-    (nothing is changed then). The funds check is part of the UPDATE, so concurrent debits
-    can never take a balance below zero.
+    Returns the new balance, or None when `require_funds` and the balance is too small, or
+    when a credit would lift it past MAX_BALANCE_MINOR (nothing is changed then). Both
+    checks are part of the UPDATE, so concurrent changes can never get around them.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown ledger kind {kind}")
-    balance = await _move(session, user_id, amount_minor, require_funds)
+    ceiling = kind in CREDITS and amount_minor > 0
+    balance = await _move(session, user_id, amount_minor, require_funds, ceiling)
     if balance is None:
         return None
     conn = await session.connection()
@@ -54,13 +58,30 @@ async def post(
     return balance
 
 
+def balance_ceiling(field: str) -> PixgateError:
+    """A credit refused because it would lift the balance past MAX_BALANCE_MINOR."""
+    most = from_minor(MAX_BALANCE_MINOR)
+    return invalid(
+        field,
+        f"would lift the balance above the largest balance allowed, {most}",
+        f"会使余额超过允许的最大余额 {most}",
+    )
+
+
 async def _move(
-    session: AsyncSession, user_id: str, amount: int, require_funds: bool = False
+    session: AsyncSession,
+    user_id: str,
+    amount: int,
+    require_funds: bool = False,
+    ceiling: bool = False,
 ) -> int | None:
-    """Add `amount` to the balance; with `require_funds`, only if it stays >= 0."""
+    """Add `amount` to the balance; with `require_funds`, only if it stays >= 0; with
+    `ceiling`, only if it stays <= MAX_BALANCE_MINOR."""
     stmt = update(_users).where(_users.c.id == user_id)
     if require_funds and amount < 0:
         stmt = stmt.where(_users.c.balance_minor >= -amount)
+    if ceiling:
+        stmt = stmt.where(_users.c.balance_minor <= MAX_BALANCE_MINOR - amount)
     conn = await session.connection()
     return await conn.scalar(
         stmt.values(balance_minor=_users.c.balance_minor + amount).returning(_users.c.balance_minor)

@@ -13,6 +13,7 @@ from sqlalchemy import insert, update
 from pixgate.accounts import billing
 from pixgate.db import Database, RedemptionCode, utcnow
 from pixgate.errors import PixgateError
+from pixgate.money import check_amount
 
 MAX_BATCH = 10_000
 
@@ -30,6 +31,7 @@ async def mint(db: Database, count: int, value_minor: int, actor: str) -> tuple[
     """Create `count` codes worth `value_minor` each. Returns (batch id, raw codes)."""
     if not 1 <= count <= MAX_BATCH:
         raise ValueError(f"count must be between 1 and {MAX_BATCH}")
+    check_amount(value_minor, "value")
     if value_minor <= 0:
         raise ValueError("a code's value must be positive")
     batch = uuid.uuid4().hex[:12]
@@ -79,4 +81,6 @@ async def redeem(db: Database, user_id: str, code: str) -> tuple[int, int]:
         balance = await billing.post(
             s, user_id, value, "redemption", reason=f"code {code_id}", actor=user_id
         )
+        if balance is None:  # raising rolls the claim back: the code stays unused
+            raise billing.balance_ceiling("code")
     return value, balance

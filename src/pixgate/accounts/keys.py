@@ -19,10 +19,12 @@ from sqlalchemy import or_, select, update
 
 from pixgate.accounts.secrets import SecretBox
 from pixgate.db import ApiKey, Database, User, utcnow
-from pixgate.errors import PixgateError
+from pixgate.errors import PixgateError, invalid
 
 PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,23}$")
 DEFAULT_PREFIX = "sk-"
+# The largest image cap: fits the 32-bit column on every database with room for counting.
+MAX_IMAGE_CAP = 10**9
 
 
 def hash_key(raw: str) -> str:
@@ -94,8 +96,12 @@ async def create_key(
 ) -> CreatedKey:
     if not PREFIX_RE.match(spec.prefix):
         raise ValueError("prefix must start with a letter and use 1-24 letters, digits, '-' or '_'")
-    if spec.image_cap is not None and spec.image_cap < 0:
-        raise ValueError("image cap must be 0 or more")
+    if spec.image_cap is not None and not 0 <= spec.image_cap <= MAX_IMAGE_CAP:
+        raise invalid(
+            "images",
+            f"the image cap must be between 0 and {MAX_IMAGE_CAP} (got {spec.image_cap})",
+            f"图片数量上限必须在 0 到 {MAX_IMAGE_CAP} 之间(收到 {spec.image_cap})",
+        )
     allowed_ips = parse_networks(spec.allowed_ips) if spec.allowed_ips else None
     secret = secrets.token_urlsafe(32) if spec.with_secret else None
     if secret is not None and box is None:
@@ -178,9 +184,10 @@ async def authenticate(db: Database, raw: str | None, ip: str | None = None) -> 
     return _admit(found, ip)
 
 
-async def authenticate_id(db: Database, key_id: str | None, ip: str | None = None) -> Caller:
-    """Like `authenticate`, for a key named by its id (the access key of signed requests,
-    whose secret is the key's signing secret, never the raw key)."""
+async def authenticate_key_id(db: Database, key_id: str | None, ip: str | None = None) -> Caller:
+    """Like `authenticate` (enabled, expiry, IP and account checks), for a key named by its
+    id: the access key of signed requests, whose secret is the key's signing secret, never
+    the raw key."""
     if not key_id:
         raise PixgateError("missing_api_key")
     found = await _caller(db, ApiKey.id == key_id)
@@ -205,8 +212,11 @@ def _admit(found: Caller, ip: str | None) -> Caller:
     return found
 
 
-async def authenticate_by_id(db: Database, key_id: str) -> Caller:
-    """The current rows of a key and its account (for usage figures after a job)."""
+async def key_by_id_unchecked(db: Database, key_id: str) -> Caller:
+    """The current rows of a key and its account, with NO checks (disabled, expired and
+    IP-restricted keys are returned too): only for figures about a key that was already
+    authenticated for this request, e.g. the usage reported after its job. Never use it
+    to let a request in; `authenticate_key_id` is that."""
     found = await _caller(db, ApiKey.id == key_id)
     if found is None:
         raise PixgateError("key_not_found", args_={"key": key_id})

@@ -7,7 +7,7 @@ from typing import Literal
 
 from sqlalchemy import func, select
 
-from pixgate.db import ApiKey, Database, Job, User
+from pixgate.db import ApiKey, Database, Job, LedgerEntry, User
 from pixgate.money import from_minor
 
 GroupBy = Literal["key", "model", "day"]
@@ -57,6 +57,17 @@ async def usage(
         }
         for r in rows
     ]
+
+
+async def ledger_totals(db: Database, user_id: str) -> dict[str, int]:
+    """The account's ledger summed per kind (grant, charge, ...), in minor units."""
+    stmt = (
+        select(LedgerEntry.kind, func.sum(LedgerEntry.amount_minor))
+        .where(LedgerEntry.user_id == user_id)
+        .group_by(LedgerEntry.kind)
+    )
+    async with db.read() as s:
+        return {kind: int(total or 0) for kind, total in (await s.execute(stmt)).all()}
 
 
 def remaining_images(key: ApiKey, user: User, price_minor: int) -> int | None:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from pixgate.accounts import billing
 from pixgate.db import Database, LedgerEntry, User, utcnow
 from pixgate.errors import PixgateError
+from pixgate.money import check_amount
 
 ROLES = ("user", "admin")
 CREDIT_KINDS = ("grant", "topup", "adjust")
@@ -103,6 +104,7 @@ async def credit(
     """Grant, top up or adjust (may be negative, never below zero). Returns the balance."""
     if kind not in CREDIT_KINDS:
         raise ValueError(f"kind must be one of {', '.join(CREDIT_KINDS)}")
+    check_amount(amount_minor, "amount", negative=kind == "adjust")
     if kind != "adjust" and amount_minor <= 0:
         raise ValueError(f"a {kind} must be positive; use 'adjust' to take credit away")
     if not reason.strip():
@@ -112,6 +114,8 @@ async def credit(
         balance = await billing.post(
             s, user.id, amount_minor, kind, reason=reason, actor=actor, require_funds=True
         )
+    if balance is None and amount_minor > 0:
+        raise billing.balance_ceiling("amount")
     if balance is None:
         raise ValueError("the adjustment would take the balance below zero")
     return balance

@@ -1,5 +1,6 @@
-"""The FastAPI application: routers, error rendering and the lifespan that starts the
-core (migrations, worker, housekeeping) and stops it gracefully."""
+"""The FastAPI application: routers, error rendering, the API's own pages (`pixgate.api.docs`)
+and the lifespan that starts the core (migrations, worker, housekeeping) and stops it
+gracefully."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixgate import __version__
+from pixgate.api import docs
 from pixgate.api.cors import PathCORSMiddleware
 from pixgate.api.deps import language, request_id
 from pixgate.api.dialects import aichat, openai, openai_edits, volcengine, yuecheng
@@ -53,7 +55,7 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if start_core:
             await core.start()
-        log.info("pixgate ready", models=core.catalog.names(), demo=settings.demo)
+        log.info("pixgate ready", models=core.model_names(), demo=settings.demo)
         try:
             yield
         finally:
@@ -65,8 +67,11 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
         version=__version__,
         description="Self-hosted image-generation API (OpenAI / SiliconFlow wire format).",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by `docs.install`, not from a CDN
+        redoc_url=None,
     )
     app.state.pixgate = core
+    docs.install(app)
 
     @app.exception_handler(PixgateError)
     async def _pixgate_error(request: Request, exc: PixgateError) -> Response:

@@ -1,7 +1,11 @@
 """The OpenAI-shaped pieces every OpenAI-style response is built from: the images result
 (`data[]` for OpenAI, `images[]` for SiliconFlow, timings, seed) and the error object.
 Shared by the OpenAI dialects and the task API, so a task's result is exactly what the
-synchronous request would have returned."""
+synchronous request would have returned.
+
+Reading image files and base64-encoding them takes milliseconds per megabyte: the async
+renderers do it on the pixel pool (`processing/offload.py`) so the event loop keeps
+serving other requests."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from fastapi import Request
 from pixgate.api.deps import public_base
 from pixgate.core.service import GenerationResult, Pixgate
 from pixgate.errors import PixgateError
+from pixgate.processing.offload import off_loop
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -39,12 +44,17 @@ def error_object(err: PixgateError, lang: str = "en") -> dict[str, Any]:
 
 def image_urls(app_core: Pixgate, result: GenerationResult, base: str) -> list[str]:
     """Signed, expiring links to the result's images under `base` (the public URL)."""
-    return [base + app_core.storage.signed_path(i.path, i.expires) for i in result.images]
+    return [base + app_core.tasks.image_url(i) for i in result.images]
 
 
 def images_base64(app_core: Pixgate, result: GenerationResult) -> list[str]:
     """The result's image files, base64-encoded."""
-    return [base64.b64encode(app_core.storage.read(i.path)).decode() for i in result.images]
+    return [base64.b64encode(app_core.tasks.image_bytes(i)).decode() for i in result.images]
+
+
+async def images_base64_async(app_core: Pixgate, result: GenerationResult) -> list[str]:
+    """`images_base64` on the pixel pool."""
+    return await off_loop(images_base64, app_core, result)
 
 
 def render_images(app_core: Pixgate, result: GenerationResult, fmt: str, base: str) -> dict:
@@ -65,6 +75,12 @@ def render_images(app_core: Pixgate, result: GenerationResult, fmt: str, base: s
     }
 
 
-def render_result(request: Request, app_core: Pixgate, result: GenerationResult, fmt: str) -> dict:
-    """The images response to `request`."""
-    return render_images(app_core, result, fmt, public_base(request))
+async def render_result(
+    request: Request, app_core: Pixgate, result: GenerationResult, fmt: str
+) -> dict:
+    """The images response to `request`; with base64 it is rendered on the pixel pool
+    (links only cost a signature each, so they are made here)."""
+    base = public_base(request)
+    if fmt == "b64_json":
+        return await off_loop(render_images, app_core, result, fmt, base)
+    return render_images(app_core, result, fmt, base)

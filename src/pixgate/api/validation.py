@@ -1,16 +1,28 @@
 """Turn pydantic validation errors into PixgateErrors that name the field and the allowed
-range, in the words a client can act on."""
+range, in the words a client can act on. (Reading and parsing bodies: `pixgate.api.bodies`,
+whose `parse_json_object` and `MAX_JSON_BYTES` are re-exported here.)"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import annotated_types as at
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from pixgate.api.bodies import MAX_JSON_BYTES, json_body, parse_json_object
 from pixgate.errors import PixgateError, invalid
+
+__all__ = [
+    "MAX_JSON_BYTES",
+    "json_model",
+    "parse_json_object",
+    "to_pixgate_error",
+    "validate",
+]
 
 _TYPE_WORDS = {
     "Decimal": ("a decimal amount", "十进制金额"),
@@ -95,25 +107,24 @@ def to_pixgate_error(exc: ValidationError, model: type[BaseModel]) -> PixgateErr
     return invalid(field, en, zh)
 
 
-MAX_JSON_BYTES = 1 << 20  # prompts are at most a few KB; anything near this is abuse
-
-
-def parse_json_object(raw: bytes, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
-    if len(raw) > limit:
-        raise PixgateError("body_too_large", args_={"size": len(raw), "limit": limit})
-    try:
-        body = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PixgateError(
-            "invalid_json", args_={"detail": str(exc), "detail_zh": str(exc)}
-        ) from exc
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object", "必须是 JSON 对象")
-    return body
-
-
 def validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    """`body` as `model`, or a 400 naming the first bad field. A model configured
+    `strict` (the dialects' JSON bodies: `"seed": "5"` and `"async": "yes"` are refused)
+    is validated strictly all the way down, its nested models included."""
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, strict=model.model_config.get("strict"))
     except ValidationError as exc:
         raise to_pixgate_error(exc, model) from exc
+
+
+def json_model(
+    model: type[BaseModel], limit: int = MAX_JSON_BYTES
+) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency: the JSON body (capped at `limit` while it streams) as `model`.
+    Declared after the caller, so an unknown key is refused before the body is read."""
+    read = json_body(limit)
+
+    async def body(request: Request) -> Any:
+        return validate(model, await read(request))
+
+    return body

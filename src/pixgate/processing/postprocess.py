@@ -1,6 +1,6 @@
-"""What the worker does to each decoded image before it is encoded: upscaling and the
-visible text mark. Dialects only set request fields (`upscale`, `watermark`); this module is
-the one place those fields take effect.
+"""The image post-steps the worker applies before encoding: upscaling and the visible text
+mark. Dialects only set request fields (`upscale`, `watermark`); processing/chain.py runs
+these steps from those fields, in order, and is the one place they take effect.
 
 Upscaling resamples with Lanczos; a learned super-resolution model can replace `upscale`
 without any dialect noticing.
@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pixgate.spec.request import GenerationRequest, Watermark
+from pixgate.spec.request import Watermark
 
 # Fonts with CJK glyphs, tried in order, so Chinese marks are not drawn as boxes.
 FONT_CANDIDATES = (
@@ -20,15 +20,6 @@ FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
 )
-
-
-def apply(image: Any, req: GenerationRequest) -> Any:
-    """The image as delivered: upscaled, then marked."""
-    if req.upscale > 1:
-        image = upscale(image, req.upscale)
-    if req.watermark is not None:
-        image = draw_watermark(image, req.watermark)
-    return image
 
 
 def upscale(image: Any, factor: int) -> Any:

@@ -3,15 +3,17 @@
 Every state change is a conditional UPDATE (`WHERE status = ... AND worker_id = ...`), so a
 job is settled at most once even when a lease lapses, a client times out, or two workers
 race; the usage change rides in the same transaction.
+
+Each change that someone may be waiting for is also announced through `Notifications`
+(queued, finished, cancelled), so that waiters in this process react at once; waiters in
+other processes find it by polling.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +22,7 @@ from sqlalchemy import func, insert, select, update
 from pixgate.accounts import billing
 from pixgate.db import ApiKey, Database, Job, utcnow
 from pixgate.errors import PixgateError
+from pixgate.queue.notifications import InProcessNotifications, Notifications
 from pixgate.spec.catalog import ModelSpec
 from pixgate.spec.request import GenerationRequest
 
@@ -54,19 +57,19 @@ class Admission:
 
 class JobQueue:
     def __init__(
-        self, db: Database, max_queue: int, billing_enabled: bool = True, currency: str = "CNY"
+        self,
+        db: Database,
+        max_queue: int,
+        billing_enabled: bool = True,
+        currency: str = "CNY",
+        notifications: Notifications | None = None,
     ):
         self.db = db
         self.max_queue = max_queue
         self.billing_enabled = billing_enabled
         self.currency = currency
-        self._done: dict[str, _Waiter] = {}
-        # Jobs finished by someone other than their worker (timeout): the local worker
-        # checks this at every step and stops.
-        self.cancelled: set[str] = set()
-        self.wakeup = asyncio.Event()  # set on enqueue so a local worker claims at once
-        # Called with each job finished in this process (the webhook deliverer's wake-up).
-        self.finish_listeners: list[Callable[[Job], None]] = []
+        # What workers, waiters and the webhook deliverer of this process listen to.
+        self.notifications = notifications or InProcessNotifications()
 
     # --- admission -------------------------------------------------------------------
     async def enqueue(
@@ -129,7 +132,7 @@ class JobQueue:
                     **(task or {}),
                 )
             )
-        self.wakeup.set()
+        self.notifications.job_queued()
         return job_id
 
     # --- workers ---------------------------------------------------------------------
@@ -225,7 +228,7 @@ class JobQueue:
             if done is None:
                 return SettleOutcome(False)
             await self._settle(s, job, ok)
-        self._notify(done)
+        self.notifications.job_finished(job.id)
         return SettleOutcome(True)
 
     async def fail(
@@ -257,8 +260,9 @@ class JobQueue:
                 return SettleOutcome(False)
             await self._settle(s, job, 0)
         if worker_id is None and job.worker_id is not None:
-            self.cancelled.add(job_id)
-        self._notify(job)
+            # Finished by someone other than its worker (owner, timeout): stop generating.
+            self.notifications.job_cancelled(job_id)
+        self.notifications.job_finished(job_id)
         return SettleOutcome(True)
 
     async def _settle(self, session, job: Job, succeeded: int) -> None:
@@ -303,7 +307,7 @@ class JobQueue:
                 .values(status="queued", worker_id=None, lease_until=None, started_at=None)
             )
         if result.rowcount:
-            self.wakeup.set()
+            self.notifications.job_queued()
         return result.rowcount == 1
 
     async def reap_lapsed(self, max_attempts: int) -> tuple[int, int]:
@@ -333,7 +337,7 @@ class JobQueue:
                     )
                 requeued += result.rowcount
         if requeued:
-            self.wakeup.set()
+            self.notifications.job_queued()
         return requeued, failed
 
     # --- clients ---------------------------------------------------------------------
@@ -346,27 +350,21 @@ class JobQueue:
     ) -> Job | None:
         """Wait until the job finishes or `timeout` passes, and return its row.
 
-        A worker in this process hands over the finished row at once; one in another
+        A finish in this process ends the wait at once (its notification); one in another
         process is noticed by polling, at intervals growing from `first_poll` to `max_poll`.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        waiter = self._done.setdefault(job_id, _Waiter())
         poll = first_poll
-        try:
+        with self.notifications.watch_finished(job_id) as finished:
             while True:
-                remaining = deadline - loop.time()
-                if remaining > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.event.wait(), timeout=min(poll, remaining))
-                    poll = min(poll * 2, max_poll)
-                if waiter.job is not None:
-                    return waiter.job
+                finished.clear()  # clear, look, then wait: a finish in between still wakes
                 job = await self.get(job_id)
-                if job is None or job.finished or loop.time() >= deadline:
+                remaining = deadline - loop.time()
+                if job is None or job.finished or remaining <= 0:
                     return job
-        finally:
-            self._done.pop(job_id, None)
+                await finished.wait(min(poll, remaining))
+                poll = min(poll * 2, max_poll)
 
     async def recent(
         self,
@@ -394,17 +392,3 @@ class JobQueue:
                 await s.scalar(select(func.count()).select_from(Job).where(Job.status == "queued"))
                 or 0
             )
-
-    def _notify(self, job: Job) -> None:
-        waiter = self._done.get(job.id)
-        if waiter is not None:
-            waiter.job = job
-            waiter.event.set()
-        for listener in self.finish_listeners:
-            listener(job)
-
-
-@dataclass
-class _Waiter:
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-    job: Job | None = None

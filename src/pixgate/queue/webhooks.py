@@ -13,12 +13,12 @@ hex = HMAC-SHA256(secret, f"{t}.{body}"); `verify` is the receiver's side.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +31,14 @@ from pixgate import __version__
 from pixgate.accounts.secrets import SecretBox
 from pixgate.db import Database, Job, WebhookAttempt, utcnow
 from pixgate.errors import invalid
+from pixgate.processing.fetch import (
+    GuardedTransport,
+    address_allowed,
+    literal_address,
+    local_name,
+    parse_networks,
+)
+from pixgate.queue.notifications import Notifications, Signal
 from pixgate.settings import Settings
 
 log = structlog.get_logger("pixgate.queue.webhooks")
@@ -73,9 +81,15 @@ def account_secret(server_secret: bytes, user_id: str) -> str:
     return "whsec_" + mac.hexdigest()[:48]
 
 
-def check_url(url: str, param: str = "webhook_url") -> str:
+def check_url(url: str, param: str = "webhook_url", allow: Sequence[str] = ()) -> str:
     """The URL if pixgate can POST to it (absolute http or https, with a host, at most
-    MAX_URL_LENGTH characters); a 400 naming `param` otherwise."""
+    MAX_URL_LENGTH characters, not a loopback, private or other non-public address unless
+    inside `allow`); a 400 naming `param` otherwise.
+
+    Addresses written in the URL (in any spelling: `127.1`, `2130706433`, `[::1]`) and
+    `localhost` are judged here, at submit time, without DNS. Other names are resolved and
+    checked when each delivery connects (the deliverer's `GuardedTransport`), since what a
+    name resolves to can change between now and then."""
     if len(url) > MAX_URL_LENGTH:
         raise invalid(
             param,
@@ -95,6 +109,14 @@ def check_url(url: str, param: str = "webhook_url") -> str:
             problem = "it has no host"
         elif any(c.isspace() or ord(c) < 32 for c in url):
             problem = "it contains whitespace or control characters"
+        elif not _destination_allowed(parts.hostname, allow):
+            raise invalid(
+                param,
+                "must point to a public address (loopback, private and link-local addresses "
+                "are refused unless the server's webhook_allow lets them)",
+                "必须指向公网地址(回环、私有和链路本地地址会被拒绝,除非服务器的 "
+                "webhook_allow 允许)",
+            )
     if problem:
         raise invalid(
             param,
@@ -102,6 +124,20 @@ def check_url(url: str, param: str = "webhook_url") -> str:
             f"必须是绝对的 http(s) 地址,例如 https://example.com/hook({problem})",
         )
     return url
+
+
+def _destination_allowed(host: str, allow: Sequence[str]) -> bool:
+    """What can be known without DNS: whether a literal address (or `localhost`) may be
+    reached; names needing DNS pass here and are checked at delivery."""
+    networks = parse_networks(allow)
+    if local_name(host):
+        candidates = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    else:
+        literal = literal_address(host)
+        if literal is None:
+            return True
+        candidates = [literal]
+    return any(address_allowed(a, networks) for a in candidates)
 
 
 def backoff(attempt: int, base: float) -> float:
@@ -112,7 +148,7 @@ def backoff(attempt: int, base: float) -> float:
 # --- delivery --------------------------------------------------------------------------
 class WebhookDeliverer:
     """Delivers due webhooks: those of finished tasks, at once when the task finished in
-    this process (JobQueue's finish listeners wake it), otherwise found by polling every
+    this process (a `job_finished` notification wakes it), otherwise found by polling every
     `webhook_poll_seconds` (workers in other processes, retries after a backoff)."""
 
     def __init__(
@@ -121,24 +157,26 @@ class WebhookDeliverer:
         box: SecretBox,
         settings: Settings,
         render: Callable[[Job], dict[str, Any]],
+        notifications: Notifications | None = None,
     ):
         self.db = db
         self.box = box
         self.settings = settings
         self.render = render  # the task object POSTed (the API's GET /v1/tasks/{id} shape)
-        self.wake = asyncio.Event()
+        # Set by any finish in this process (one due-webhook query tells whether it had
+        # a webhook), and by a delivery ending (room for the next one).
+        self.wake = notifications.finished_signal() if notifications else Signal()
         self._in_flight: dict[str, asyncio.Task] = {}
         self._client: httpx.AsyncClient | None = None
-
-    def job_finished(self, job: Job) -> None:
-        """JobQueue finish listener: deliver now if the job has a webhook."""
-        if job.webhook_status == "pending":
-            self.wake.set()
 
     async def run(self) -> None:
         timeout = httpx.Timeout(self.settings.webhook_timeout_seconds)
         headers = {"User-Agent": f"pixgate-webhooks/{__version__}"}
-        async with httpx.AsyncClient(timeout=timeout, headers=headers) as client:
+        # Every delivery connects through the address guard, after resolving the name.
+        transport = GuardedTransport(parse_networks(self.settings.webhook_allow))
+        async with httpx.AsyncClient(
+            timeout=timeout, headers=headers, transport=transport
+        ) as client:
             self._client = client
             try:
                 while True:
@@ -149,8 +187,7 @@ class WebhookDeliverer:
                         delay = await self._next_delay()
                     except Exception:
                         log.exception("webhook round failed")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), timeout=delay)
+                    await self.wake.wait(delay)
             finally:
                 # Shutting down: deliveries under way record themselves as interrupted,
                 # due again at once (for the next node or the next start).

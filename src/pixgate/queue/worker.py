@@ -1,36 +1,34 @@
-"""The worker: claims jobs, runs the engine on its own thread (never the event loop),
-stores the images and settles the job.
+"""The worker: claims jobs, runs their model's backend on its own thread (never the event
+loop), runs the post chain, stores the images and settles the job.
 
 It runs inside `pixgate serve` (embedded) or alone as `pixgate worker` on a GPU machine
-pointed at the same database (scaled).
+pointed at the same database (scaled). The model's `source` picks the backend
+(pixgate.backends); a worker serves the backends its machine has.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
+from pixgate.backends import BackendError, BackendResult, Backends, backend_kind, check_catalog
 from pixgate.db import Job
 from pixgate.metrics import Metrics
-from pixgate.processing import postprocess
-from pixgate.processing.encode import encode_image
+from pixgate.processing.chain import run_post
 from pixgate.queue.jobs import JobQueue
+from pixgate.queue.marks import MARK_KIND, MarkRequest, draw_marks
 from pixgate.settings import Settings
-from pixgate.spec.catalog import Catalog
+from pixgate.spec.catalog import Catalog, ModelSpec
 from pixgate.spec.request import GenerationRequest
-from pixgate.storage.local import LocalStorage
-
-if TYPE_CHECKING:
-    from pixgate.backends.diffusers.engine import DiffusersEngine, EngineResult
+from pixgate.storage.base import Storage
 
 log = structlog.get_logger("pixgate.queue.worker")
 
@@ -43,43 +41,34 @@ class JobCancelled(Exception):
 
 
 @dataclass
-class Claimed:
-    job: Job
-    renewer: asyncio.Task  # keeps the job's lease alive while we hold it
+class Batch:
+    """Jobs claimed together to share one forward pass (usually one), with one task that
+    renews all their leases. A job whose lease was lost (another worker owns it now) is
+    dropped: it is no longer renewed, and its images are not stored."""
 
+    jobs: list[Job]
+    renewer: asyncio.Task | None = None
+    lost: set[str] = field(default_factory=set)
+    settled: set[str] = field(default_factory=set)
 
-Batch = list[Claimed]  # jobs that share one forward pass; usually one
+    @property
+    def ids(self) -> list[str]:
+        return [job.id for job in self.jobs]
+
+    def held(self) -> list[Job]:
+        """The jobs still ours and not yet settled: the ones to renew."""
+        return [j for j in self.jobs if j.id not in self.lost and j.id not in self.settled]
+
+    def stop_renewing(self) -> None:
+        if self.renewer is not None:
+            self.renewer.cancel()
 
 
 @dataclass
 class Finished:
-    claimed: Claimed
+    job: Job
     req: GenerationRequest
-    result: EngineResult
-
-
-def make_engine(settings: Settings, storage: LocalStorage | None = None) -> DiffusersEngine:
-    """Import the engine lazily: only workers pay for torch and diffusers."""
-    from pixgate.backends.diffusers.engine import DiffusersEngine
-    from pixgate.backends.diffusers.loader import PipelineCache
-
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
-    from pixgate.processing.inputs import open_input
-
-    cache = PipelineCache(
-        settings.models_dir,
-        settings.max_loaded_pipelines,
-        settings.ram_budget_gb,
-        settings.vram_budget_gb,
-    )
-    return DiffusersEngine(
-        cache,
-        (lambda path: open_input(storage, path)) if storage else None,
-        {lora.name: lora for lora in settings.loras},
-    )
+    result: BackendResult
 
 
 class Worker:
@@ -88,16 +77,17 @@ class Worker:
         settings: Settings,
         catalog: Catalog,
         queue: JobQueue,
-        storage: LocalStorage,
+        storage: Storage,
         metrics: Metrics,
-        engine: DiffusersEngine | None = None,
+        backends: Backends | None = None,
     ):
+        check_catalog(catalog)  # ValueError naming the model: the server does not start
         self.settings = settings
         self.catalog = catalog
         self.queue = queue
         self.storage = storage
         self.metrics = metrics
-        self.engine = engine
+        self.backends = backends or Backends(settings, storage)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixgate-engine")
         self._post_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixgate-post")
@@ -106,7 +96,10 @@ class Worker:
         self._stopping = False
         self._abort = False
         self._task: asyncio.Task | None = None
-        self.ready = False  # engine made and models preloaded
+        self.ready = False  # backends of the catalog made and models preloaded
+        # Set when a job is queued in this process; jobs queued elsewhere are found by
+        # polling every worker_poll_seconds.
+        self._queued = queue.notifications.queued_signal()
 
     @property
     def alive(self) -> bool:
@@ -116,18 +109,13 @@ class Worker:
         self._task = asyncio.create_task(self.run(), name="pixgate-worker")
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self.engine is None:
-            self.engine = await loop.run_in_executor(
-                self._executor, make_engine, self.settings, self.storage
-            )
         if self.settings.preload:
-            await loop.run_in_executor(self._executor, self._preload)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._preload)
         self.ready = True
         log.info("worker started", worker_id=self.id)
         prefetched: Batch | None = None
         while not self._stopping:
-            # At most one batch finishing (encode, store, settle) while the next generates.
+            # At most one batch finishing (post chain, store, settle) while the next runs.
             await self._finish_slots.acquire()
             if prefetched is not None:  # claimed a while ago: jobs may have queued since
                 await self._top_up(prefetched)
@@ -135,27 +123,24 @@ class Worker:
             prefetched = None
             if claimed is None:
                 self._finish_slots.release()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self.queue.wakeup.wait(), timeout=self.settings.worker_poll_seconds
-                    )
+                await self._queued.wait(self.settings.worker_poll_seconds)
                 continue
-            if len(claimed) > 1:
-                self.metrics.batch_size.observe(sum(item.job.n for item in claimed))
+            if len(claimed.jobs) > 1:
+                self.metrics.batch_size.observe(sum(job.n for job in claimed.jobs))
             generation = asyncio.create_task(self.process(claimed))
             if self.settings.worker_prefetch and not self._stopping:
-                # Claim the next job while the engine works, so it starts without a gap.
+                # Claim the next job while the backend works, so it starts without a gap.
                 prefetched = await self._claim()
             await generation
         if prefetched is not None:  # stopping: give the claimed-ahead jobs back
-            for item in prefetched:
-                item.renewer.cancel()
-                await self.queue.requeue(item.job.id, self.id)
+            prefetched.stop_renewing()
+            for job in prefetched.jobs:
+                await self.queue.requeue(job.id, self.id)
 
     async def _claim(self) -> Batch | None:
         """Claim the oldest job and, when its model batches, queued jobs that can share its
         forward pass; start renewing their leases. None if the queue is empty."""
-        self.queue.wakeup.clear()  # an enqueue from now on wakes the idle wait
+        self._queued.clear()  # an enqueue from now on wakes the idle wait
         try:
             job = await self.queue.claim(self.id, self.settings.lease_seconds)
         except Exception:
@@ -163,22 +148,27 @@ class Worker:
             return None
         if job is None:
             return None
-        batch = [Claimed(job, asyncio.create_task(self._renew(job.id)))]
+        batch = Batch([job])
+        batch.renewer = asyncio.create_task(self._renew(batch))
         await self._top_up(batch, wait=True)
         return batch
 
     async def _top_up(self, batch: Batch, wait: bool = False) -> None:
-        """Add queued jobs that can share the batch's forward pass, up to the model's
+        """Add queued jobs that can share the batch's forward pass, up to the backend's
         max_batch images. With `wait`, give compatible requests a moment to arrive first.
         Batching is an optimization: if it fails, the batch runs as it is."""
-        first = batch[0].job
+        first = batch.jobs[0]
+        if first.kind == MARK_KIND:
+            return
         try:
             spec = self.catalog.get(first.model)
-            if spec is None or self.engine is None:
-                return
-            if GenerationRequest.model_validate(first.request).batch_key() is None:
-                return  # runs alone (input images)
-            room = self.engine.max_batch(spec) - sum(item.job.n for item in batch)
+            if spec is None or GenerationRequest.model_validate(first.request).batch_key() is None:
+                return  # removed model, or it runs alone (input images)
+            try:  # made off the loop: the first diffusers backend imports torch
+                backend = await asyncio.to_thread(self.backends.get, spec)
+            except BackendError:
+                return  # the job fails when it runs
+            room = backend.max_batch(spec) - sum(job.n for job in batch.jobs)
             if room <= 0:
                 return
             if wait and self.settings.batch_wait_seconds > 0:
@@ -189,64 +179,61 @@ class Worker:
         except Exception:
             log.exception("claiming a batch failed", job_id=first.id)
             return
-        batch += [Claimed(j, asyncio.create_task(self._renew(j.id))) for j in jobs]
+        batch.jobs += jobs  # the batch's renewer picks them up at its next round
 
     async def process(self, batch: Batch) -> None:
         """Generate on the engine thread, then hand the results to a finishing task so the
-        engine can start on the next batch. Owns one finishing slot and releases it."""
+        backend can start on the next batch. Owns one finishing slot and releases it."""
         finishing = False
         try:
+            if batch.jobs[0].kind == MARK_KIND:
+                await self._mark(batch.jobs[0])
+                return
             results = await self._generate(batch)
             if results:
-                task = asyncio.create_task(self._finish(results))
+                task = asyncio.create_task(self._finish(batch, results))
                 self._finishing.add(task)
                 task.add_done_callback(self._finishing.discard)
                 finishing = True
         except Exception:  # never let one job kill the worker
-            log.exception("batch crashed", jobs=[item.job.id for item in batch])
+            log.exception("batch crashed", jobs=batch.ids)
             await self._fail_all(batch, "generation_failed", "internal error")
         finally:
             if not finishing:
-                for item in batch:
-                    item.renewer.cancel()
+                batch.stop_renewing()
                 self._finish_slots.release()
 
     async def _fail_all(self, batch: Batch, code: str, message: str) -> None:
-        for item in batch:
-            await self.queue.fail(item.job.id, code, message, self.id)
+        for job in batch.jobs:
+            await self.queue.fail(job.id, code, message, self.id)
 
     async def _generate(self, batch: Batch) -> list[Finished]:
-        """Run the engine over the batch; on failure fail (or requeue) its jobs and return
+        """Run the backend over the batch; on failure fail (or requeue) its jobs and return
         nothing."""
-        from pixgate.backends.diffusers.engine import SamplerError
-        from pixgate.backends.diffusers.loader import ModelLoadError
-        from pixgate.backends.diffusers.lora import LoraError
-
-        first = batch[0].job
-        ids = [item.job.id for item in batch]
+        first = batch.jobs[0]
+        ids = batch.ids
         log_ = log.bind(job_id=first.id, request_id=first.request_id, model=first.model)
         spec = self.catalog.get(first.model)
         if spec is None:
             await self._fail_all(batch, "model_not_found", f"model {first.model} removed")
             return []
-        reqs = [GenerationRequest.model_validate(item.job.request) for item in batch]
+        reqs = [GenerationRequest.model_validate(job.request) for job in batch.jobs]
         loop = asyncio.get_running_loop()
-
+        cancelled = self.queue.notifications.is_cancelled
         last_report = [time.monotonic()]
 
         def on_step(step: int, total: int) -> None:
-            cancelled = self.queue.cancelled
-            if self._abort or all(job_id in cancelled for job_id in ids):
+            if self._abort or all(cancelled(i) or i in batch.lost for i in batch.ids):
                 raise JobCancelled
             now = time.monotonic()  # record progress at most twice a second
             if step < total and now - last_report[0] >= PROGRESS_INTERVAL:
                 last_report[0] = now
-                for job_id in ids:
+                for job_id in batch.ids:
                     loop.call_soon_threadsafe(self._report_progress, job_id, step / total)
 
         try:
             results = await loop.run_in_executor(
-                self._executor, self.engine.generate_batch, reqs, spec, on_step
+                self._executor, self._run_backend, reqs, spec, on_step
             )
         except JobCancelled:
             if self._abort:
@@ -254,15 +241,10 @@ class Worker:
                     if await self.queue.requeue(job_id, self.id):
                         log_.info("job requeued at shutdown", job_id=job_id)
             return []
-        except ModelLoadError as exc:
-            log_.warning("model unavailable", error=str(exc))
-            await self._fail_all(batch, "model_unavailable", str(exc))
-            return []
-        except SamplerError as exc:
-            await self._fail_all(batch, "invalid_sampler", str(exc))
-            return []
-        except LoraError as exc:
-            await self._fail_all(batch, "invalid_lora", str(exc))
+        except BackendError as exc:
+            if exc.code == "model_unavailable":
+                log_.warning("model unavailable", error=exc.message)
+            await self._fail_all(batch, exc.code, exc.message)
             return []
         except Exception as exc:
             log_.exception("generation failed")
@@ -270,19 +252,27 @@ class Worker:
             return []
         finally:
             for job_id in ids:
-                self.queue.cancelled.discard(job_id)
+                self.queue.notifications.forget(job_id)
         return [
-            Finished(item, req, result)
-            for item, req, result in zip(batch, reqs, results, strict=True)
+            Finished(job, req, result)
+            for job, req, result in zip(batch.jobs, reqs, results, strict=True)
         ]
 
-    async def _finish(self, results: list[Finished]) -> None:
-        """Encode and store each job's images, then settle it (charging only now)."""
+    def _run_backend(self, reqs: list[GenerationRequest], spec: ModelSpec, on_step) -> list:
+        """On the engine thread: the model's backend (made on first use) over the batch."""
+        return self.backends.get(spec).generate_batch(reqs, spec, on_step)
+
+    async def _finish(self, batch: Batch, results: list[Finished]) -> None:
+        """Run the post chain over each job's images and store them, then settle the job
+        (charging only now). Jobs whose lease was lost are skipped: not ours to settle."""
         loop = asyncio.get_running_loop()
         try:
             for done in results:
-                job = done.claimed.job
+                job = done.job
                 log_ = log.bind(job_id=job.id, request_id=job.request_id, model=job.model)
+                if job.id in batch.lost:
+                    log_.info("job dropped from its batch: its lease was lost")
+                    continue
                 try:
                     images = await loop.run_in_executor(
                         self._post_executor, self._store, job.id, done.req, done.result.images
@@ -294,54 +284,62 @@ class Worker:
                         log_.info("job succeeded", images=len(images), seconds=seconds)
                     else:  # timed out, cancelled or reaped meanwhile: nobody is billed
                         for image in images:
-                            (self.storage.root / image["path"]).unlink(missing_ok=True)
+                            self.storage.delete(image["path"])
                         log_.info("job result discarded: job no longer held by this worker")
                 except Exception as exc:
                     log_.exception("storing the result failed")
                     await self.queue.fail(job.id, "generation_failed", type(exc).__name__, self.id)
                 finally:
-                    done.claimed.renewer.cancel()
+                    batch.settled.add(job.id)
         finally:
+            batch.stop_renewing()
             self._finish_slots.release()
 
-    def _preload(self) -> None:
-        """Build every builtin model to disk up front, and load the default model and the
-        next ones (each source once) while they fit in the pipeline cache, so the first
-        requests do not pay for it."""
-        from pixgate.backends.diffusers.builtin import BUILTIN_PREFIX, ensure_builtin
+    async def _mark(self, job: Job) -> None:
+        """A mark job (queue/marks.py): copies drawn on the post thread, settled for free."""
+        try:
+            request = MarkRequest.model_validate(job.request)
+            images = await asyncio.get_running_loop().run_in_executor(
+                self._post_executor, draw_marks, self.storage, self.settings, request
+            )
+        except Exception as exc:  # the originals expired or were deleted, a bad request
+            log.warning("mark job failed", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
+            await self.queue.fail(job.id, "generation_failed", type(exc).__name__, self.id)
+            return
+        if not (await self.queue.succeed(job, self.id, images, 0.0)).settled:
+            for image in images:
+                self.storage.delete(image["path"])
 
+    def _preload(self) -> None:
+        """Make the backends the catalog needs and let each preload its models, the
+        default model first, so the first requests do not pay for it."""
         default = self.catalog.default()
         specs = sorted(self.catalog, key=lambda spec: spec.name != default.name)
-        builtins = [spec for spec in specs if spec.source_kind == "builtin"]
-        loaded: set[str] = set()
-        for spec in builtins:
+        by_kind: dict[str, list[ModelSpec]] = {}
+        for spec in specs:
+            by_kind.setdefault(backend_kind(spec), []).append(spec)
+        for kind, kind_specs in by_kind.items():
             try:
-                ensure_builtin(spec.source[len(BUILTIN_PREFIX) :], self.settings.models_dir)
-                if spec.source not in loaded and len(loaded) < self.engine.cache.max_loaded:
-                    self.engine.cache.get(spec)
-                    loaded.add(spec.source)
-            except Exception as exc:  # reported again, per job, if it persists
-                log.warning("preload failed", model=spec.name, error=str(exc))
+                backend = self.backends.get(kind_specs[0])
+            except BackendError as exc:  # reported again, per job, if it persists
+                log.warning("backend unavailable", backend=kind, error=exc.message)
+                continue
+            backend.preload(kind_specs)
 
     def _store(
         self, job_id: str, req: GenerationRequest, pil_images: list[Any | None]
     ) -> list[dict]:
-        """Encode and save each produced image. An image the engine could not produce
-        (None) or that fails to encode is left out: it is neither returned nor charged."""
+        """Run each produced image through the post chain and save it. An image the
+        backend could not produce (None) or that fails to process is left out: it is
+        neither returned nor charged."""
         stored = []
         for i, (image, seed) in enumerate(zip(pil_images, req.image_seeds(), strict=True)):
             if image is None:
                 continue
             try:
-                image = postprocess.apply(image, req)
-                data = encode_image(
-                    image,
-                    req.output_format,
-                    self.settings.png_compress_level,
-                    req.output_compression,
-                )
+                data = run_post(image, req, self.settings)
             except (OSError, ValueError):
-                log.exception("encoding an image failed", job_id=job_id, index=i)
+                log.exception("post-processing an image failed", job_id=job_id, index=i)
                 continue
             ext = "jpg" if req.output_format == "jpeg" else req.output_format
             file = self.storage.save(f"{job_id}-{i}.{ext}", data)
@@ -361,19 +359,31 @@ class Worker:
         self._finishing.add(task)  # kept referenced, and awaited at shutdown
         task.add_done_callback(self._finishing.discard)
 
-    async def _renew(self, job_id: str) -> None:
+    async def _renew(self, batch: Batch) -> None:
+        """Renew the leases of every job of the batch, in one loop, until it is settled.
+        A job whose renewal is refused belongs to someone else now (reaped after a stall):
+        it is dropped from the batch, and the generation stops if no job is left."""
         interval = self.settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
-            if not await self.queue.renew(job_id, self.id, self.settings.lease_seconds):
-                self.queue.cancelled.add(job_id)  # someone else owns it now: stop early
+            held = batch.held()
+            if not held:
                 return
+            for job in held:
+                try:
+                    ok = await self.queue.renew(job.id, self.id, self.settings.lease_seconds)
+                except Exception:  # a database hiccup: the lease has two more chances
+                    log.warning("lease renewal failed", job_id=job.id, exc_info=True)
+                    continue
+                if not ok:
+                    batch.lost.add(job.id)
+                    log.warning("lease lost", job_id=job.id, worker_id=self.id)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; let the running job finish within `grace` seconds, else stop it
         at its next step and put it back in the queue."""
         self._stopping = True
-        self.queue.wakeup.set()
+        self._queued.set()  # out of the idle wait
         if self._task is None:
             return
         try:
@@ -385,4 +395,5 @@ class Worker:
             await asyncio.gather(*self._finishing, return_exceptions=True)
         self._executor.shutdown(wait=True)
         self._post_executor.shutdown(wait=True)
+        self.backends.close()
         log.info("worker stopped", worker_id=self.id)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pixgate.money import to_minor
 
-SourceKind = Literal["builtin", "local", "hub"]
+SourceKind = Literal["builtin", "local", "hub", "fake", "channel"]
 
 # Sizes promised by the seed documents.
 SILICONFLOW_SIZES = ["1024x1024", "512x1024", "768x512", "768x1024", "1024x576", "576x1024"]
@@ -46,7 +46,8 @@ class ModelSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     source: str = Field(
-        description="builtin:<name>, a local directory, or a Hugging Face hub id (org/name)."
+        description="builtin:<name>, a local directory, a Hugging Face hub id (org/name), "
+        "fake:<options> (the test and benchmark backend) or channel:<name> (upstream relay)."
     )
     price: Decimal = Field(default=Decimal(0), ge=0, description="Currency per image.")
     sizes: list[str] = Field(default_factory=lambda: list(TINY_SD_SIZES))
@@ -149,8 +150,14 @@ class ModelSpec(BaseModel):
 
     @property
     def source_kind(self) -> SourceKind:
+        """Where images come from: a builtin build, a local directory or a hub id (all
+        diffusers), the fake backend (`fake:`), or an upstream channel (`channel:`)."""
         if self.source.startswith("builtin:"):
             return "builtin"
+        if self.source.startswith("fake:"):
+            return "fake"
+        if self.source.startswith("channel:"):
+            return "channel"
         if self.source.startswith(("/", "./", "../", "~")) or self.source.startswith("file:"):
             return "local"
         return "hub"

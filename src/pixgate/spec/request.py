@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Kind = Literal["txt2img", "img2img", "inpaint", "variation"]
 OutputFormat = Literal["png", "jpeg", "webp"]
@@ -46,10 +46,15 @@ class Watermark(BaseModel):
 class GenerationRequest(BaseModel):
     """What to generate, already validated against the model's limits by the dialect.
 
-    Stored as JSON on the job, so a worker on another machine sees exactly this.
+    Stored as JSON on the job, so a worker on another machine sees exactly this. Fields it
+    does not know are ignored, at the top and inside `lora`, `hires` and `watermark`: during
+    a rolling upgrade a newer API node may store fields an older worker has never heard of,
+    and the worker must run the job rather than fail it. Clients never reach this model
+    directly (dialects build it through `shape_request`), and the dialect models, including
+    their use of `LoraRef` and `HiresFix`, keep refusing unknown fields.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     kind: Kind = "txt2img"
     model: str
@@ -76,6 +81,15 @@ class GenerationRequest(BaseModel):
     upscale: Literal[1, 2, 4] = Field(default=1, description="Super-resolution factor.")
     watermark: Watermark | None = None
     user: str | None = None
+
+    @field_validator("lora", "hires", "watermark", mode="before")
+    @classmethod
+    def _drop_unknown_nested(cls, value: Any, info: ValidationInfo) -> Any:
+        """Stored dicts lose the keys their model lacks; model instances pass untouched."""
+        known = _NESTED[info.field_name].model_fields
+        if isinstance(value, list):
+            return [_known_keys(item, known) for item in value]
+        return _known_keys(value, known)
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -104,6 +118,13 @@ class GenerationRequest(BaseModel):
             tuple((lo.name, lo.scale) for lo in self.lora),
             self.hires.model_dump_json() if self.hires else None,
         )
+
+
+_NESTED: dict[str, type[BaseModel]] = {"lora": LoraRef, "hires": HiresFix, "watermark": Watermark}
+
+
+def _known_keys(value: Any, known: dict[str, Any]) -> Any:
+    return {k: v for k, v in value.items() if k in known} if isinstance(value, dict) else value
 
 
 def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:

@@ -1,0 +1,17 @@
+"""Where images live (the Storage seam): `make_storage` picks the implementation from the
+settings, and everything above this package types against `Storage` only."""
+
+from __future__ import annotations
+
+from pixgate.settings import Settings
+from pixgate.storage.base import Download, Storage, StoredFile
+from pixgate.storage.local import LocalStorage
+
+__all__ = ["Download", "Storage", "StoredFile", "make_storage"]
+
+
+def make_storage(settings: Settings, secret: bytes) -> Storage:
+    """The deployment's storage; `secret` signs its URLs (the server's signing secret, the
+    same on every API node so any node accepts any node's links). Local disk in the data
+    dir today; an object store plugs in here."""
+    return LocalStorage(settings.files_dir, secret, settings.url_ttl_seconds)

@@ -1,53 +1,33 @@
-"""Image files on local disk, served through HMAC-signed expiring URLs."""
+"""Image files in a local folder, served through HMAC-signed expiring URLs."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import math
 import os
-import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-FORMATS = {
-    "png": ("PNG", "image/png"),
-    "jpeg": ("JPEG", "image/jpeg"),
-    "webp": ("WEBP", "image/webp"),
-}
+from pixgate.storage.base import FORMATS, Download, StoredFile, media_type
 
-
-def load_or_create_secret(data_dir: Path) -> bytes:
-    """The signing secret, created once per data dir (kept across restarts so old URLs
-    stay valid). Scaled deployments share one via PIXGATE_SIGNING_SECRET."""
-    path = data_dir / "signing.key"
-    if path.is_file():
-        return path.read_bytes().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
-    return secret
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    path: str  # relative to the files dir, always with forward slashes
-    expires: int  # unix time after which the URL is refused and the file swept
+__all__ = ["FORMATS", "LocalStorage", "StoredFile"]
 
 
 class LocalStorage:
+    """The Storage of the embedded deployment (and of scaled ones sharing a volume):
+    files under `root` in one folder per day, served by pixgate's own file route."""
+
     def __init__(self, root: Path, secret: bytes, ttl_seconds: int):
         self.root = root.resolve()
         self.secret = secret
-        self.ttl = ttl_seconds
+        self.ttl_seconds = ttl_seconds
         self.root.mkdir(parents=True, exist_ok=True)
 
     def save(self, name: str, data: bytes) -> StoredFile:
-        """Write `data` under a dated folder; `name` already carries the extension."""
+        """Write `data` under a dated folder, atomically (readers never see half a file)."""
         now = time.time()
         rel = f"{time.strftime('%Y%m%d', time.gmtime(now))}/{name}"
         target = self.root / rel
@@ -55,33 +35,42 @@ class LocalStorage:
         tmp = target.with_suffix(target.suffix + ".part")
         tmp.write_bytes(data)
         os.replace(tmp, target)
-        return StoredFile(path=rel, expires=math.ceil(now + self.ttl))
+        return StoredFile(path=rel, expires=math.ceil(now + self.ttl_seconds))
 
-    def read(self, rel: str) -> bytes:
-        return self._resolve(rel).read_bytes()
+    def read(self, path: str) -> bytes:
+        try:
+            return self._resolve(path).read_bytes()
+        except (ValueError, IsADirectoryError) as exc:
+            raise FileNotFoundError(path) from exc
+
+    def delete(self, path: str) -> None:
+        # outside the root, or a folder: nothing of ours to delete
+        with contextlib.suppress(ValueError, IsADirectoryError):
+            self._resolve(path).unlink(missing_ok=True)
 
     def _sign(self, rel: str, expires: int) -> str:
         msg = f"{rel}\n{expires}".encode()
         return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()[:32]
 
-    def signed_path(self, rel: str, expires: int) -> str:
-        """'/files/<rel>?expires=..&sig=..' to put after the public base URL."""
-        query = urlencode({"expires": expires, "sig": self._sign(rel, expires)})
-        return f"/files/{rel}?{query}"
+    def url(self, path: str, expires: int) -> str:
+        query = urlencode({"expires": expires, "sig": self._sign(path, expires)})
+        return f"/files/{path}?{query}"
 
-    def verify(self, rel: str, expires: str | None, sig: str | None) -> Path | None:
-        """The file's path if the signature is right and not expired, else None."""
+    def verify(self, path: str, expires: str | None, sig: str | None) -> str | None:
         if not expires or not sig or not expires.isdigit():
             return None
-        if not hmac.compare_digest(self._sign(rel, int(expires)), sig):
+        if not hmac.compare_digest(self._sign(path, int(expires)), sig):
             return None
         if int(expires) < time.time():
             return None
         try:
-            path = self._resolve(rel)
+            found = self._resolve(path)
         except ValueError:
             return None
-        return path if path.is_file() else None
+        return path if found.is_file() else None
+
+    def download(self, path: str) -> Download:
+        return Download(media_type(path), data=self.read(path))
 
     def _resolve(self, rel: str) -> Path:
         path = (self.root / rel).resolve()
@@ -90,8 +79,7 @@ class LocalStorage:
         return path
 
     def sweep(self, now: float | None = None) -> int:
-        """Delete files older than the URL lifetime; returns how many were removed."""
-        cutoff = (now if now is not None else time.time()) - self.ttl
+        cutoff = (now if now is not None else time.time()) - self.ttl_seconds
         removed = 0
         for path in self.root.rglob("*"):
             if path.is_file() and path.stat().st_mtime < cutoff:

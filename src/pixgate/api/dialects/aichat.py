@@ -13,27 +13,31 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
+from starlette.datastructures import FormData, UploadFile
 
 from pixgate.accounts.keys import Caller
+from pixgate.api.bodies import form_body, load_json
 from pixgate.api.deps import bearer_token, client_ip, core, language, public_base, request_id
 from pixgate.api.dialects.aichat_params import Image2ImageParams, size_ids, to_request
 from pixgate.api.results import image_urls
-from pixgate.api.validation import parse_json_object, validate
-from pixgate.core.service import job_result
-from pixgate.db import Job
+from pixgate.api.schemas import documented, request_body
+from pixgate.api.schemas_dialects import (
+    AichatModels,
+    AichatSamplers,
+    AichatStyles,
+    AichatSubmitted,
+    AichatTaskResponse,
+)
+from pixgate.api.validation import json_model, validate
+from pixgate.core.views import TaskView
 from pixgate.errors import PixgateError, invalid
-from pixgate.processing.inputs import MAX_INPUT_BYTES, decode_image, save_input
+from pixgate.processing.inputs import MAX_INPUT_BYTES, decode_image_async
 from pixgate.spec.catalog import stable_id
-from pixgate.spec.request import GenerationRequest
 from pixgate.spec.samplers import sampler_names
 
 SUBMIT_PATH = "/api/image2image"
@@ -93,33 +97,53 @@ async def aichat_caller(request: Request) -> Caller:
     """The key's caller; for a key with a signing secret, only with a correct `sign`."""
     app_core = core(request)
     ip = client_ip(request)
-    caller = await app_core.authenticate(_raw_key(request), ip)
-    secret = app_core.signing_secret(caller)
+    identity = app_core.identity
+    caller = await identity.authenticate(_raw_key(request), ip)
+    secret = identity.signing_secret(caller)
     if secret is None:
         return caller
     sent = request.headers.get("sign", "").strip().lower()
     if not sent:
-        await app_core.signature_failed(ip)
+        await identity.signature_failed(ip)
         raise PixgateError("signature_required", param="sign")
     query = request.scope.get("query_string", b"").decode("latin-1")
     if not hmac.compare_digest(sent, expected_sign(query, secret)):
-        await app_core.signature_failed(ip)
+        await identity.signature_failed(ip)
         raise PixgateError("invalid_signature", param="sign")
     return caller
 
 
+# Every route takes the key this way (declared before any body, so a stranger's upload
+# is refused before it is read).
+AichatCaller = Annotated[Caller, Depends(aichat_caller)]
+
+
 # --- submitting ------------------------------------------------------------------------
-async def _read_form(request: Request) -> tuple[UploadFile, dict[str, Any]]:
+def _unreadable(detail: str) -> PixgateError:
+    return invalid(
+        "image",
+        f"the multipart/form-data body could not be read ({detail})",
+        f"无法解析 multipart/form-data 请求体({detail})",
+    )
+
+
+# The image at its limit and `params`; files spool to disk while the cap is applied.
+Form = Annotated[
+    FormData,
+    Depends(
+        form_body(
+            MAX_INPUT_BYTES + (1 << 20),
+            max_files=2,
+            max_fields=8,
+            max_part_size=MAX_INPUT_BYTES,
+            unreadable=_unreadable,
+        )
+    ),
+]
+
+
+def _read_form(form: FormData) -> tuple[UploadFile, dict[str, Any]]:
     """The multipart body's one `image` file and its `params` object."""
-    try:
-        form = await request.form(max_files=2, max_fields=8, max_part_size=MAX_INPUT_BYTES)
-    except (MultiPartException, StarletteHTTPException) as exc:
-        detail = getattr(exc, "message", None) or getattr(exc, "detail", "")
-        raise invalid(
-            "image",
-            f"the multipart/form-data body could not be read ({detail})",
-            f"无法解析 multipart/form-data 请求体({detail})",
-        ) from exc
     images: list[UploadFile] = []
     params: str | None = None
     for name, value in form.multi_items():
@@ -147,38 +171,56 @@ async def _read_form(request: Request) -> tuple[UploadFile, dict[str, Any]]:
         )
     if params is None:
         raise PixgateError("missing_field", param="params")
-    try:
-        parsed = json.loads(params or "{}")
-    except json.JSONDecodeError as exc:
-        raise invalid(
-            "params", f"must be a JSON object string ({exc})", f"必须是 JSON 对象字符串({exc})"
-        ) from exc
+    words = ("must be a JSON object string ({})", "必须是 JSON 对象字符串({})")
+    parsed = load_json(params or "{}", "params", words)
     if not isinstance(parsed, dict):
         raise invalid("params", "must be a JSON object string", "必须是 JSON 对象字符串")
     return images[0], parsed
 
 
-@router.post(SUBMIT_PATH, summary="aichat: submit an image-to-image task")
+@router.post(
+    SUBMIT_PATH,
+    summary="aichat: submit an image-to-image task",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["image", "params"],
+                        "properties": {
+                            "image": {"type": "string", "format": "binary"},
+                            "params": {
+                                "type": "string",
+                                "description": "Image2ImageParams as a JSON string.",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+    **documented(AichatSubmitted),
+)
 @router.post(SEED_SUBMIT_PATH, include_in_schema=False)
-async def image2image(request: Request) -> JSONResponse:
+async def image2image(request: Request, caller: AichatCaller, form: Form) -> JSONResponse:
     app_core = core(request)
-    caller = await aichat_caller(request)
-    upload, raw_params = await _read_form(request)
+    upload, raw_params = _read_form(form)
     params = validate(Image2ImageParams, raw_params)
-    image = decode_image(await upload.read(MAX_INPUT_BYTES + 1), "image")  # +1: "too big"
+    image = await decode_image_async(await upload.read(MAX_INPUT_BYTES + 1), "image")  # +1: too big
     req = to_request(app_core, params, image.width, image.height)
-    app_core.moderate(req)  # before the upload is stored; submit checks it again
-    req = req.model_copy(
-        update={"image": save_input(app_core.storage, image.convert("RGB"), "image")}
-    )
-    job_id = await app_core.submit(caller, req, request_id(request))
+    admission = app_core.admission
+    admission.moderate(req)  # before the upload is stored; submit checks it again
+    req = req.model_copy(update={"image": await admission.save_input(image, "image", "RGB")})
+    job_id = await admission.submit(caller, req, request_id(request))
     # The seed: "返回的参数里会有一个task_id" - at the top level, and in the task status.
-    return _ok(task_json(request, await app_core.task(caller, job_id)), task_id=job_id)
+    return _ok(task_json(request, await app_core.tasks.task(caller, job_id)), task_id=job_id)
 
 
 # --- querying --------------------------------------------------------------------------
 class TaskQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     task_id: str | int = Field(description="The task_id /api/image2image returned.")
 
@@ -187,14 +229,14 @@ class TaskQuery(BaseModel):
 JOB_PARAMS = {"sampler": "simper", "lora": "lora_scale"}
 
 
-def task_json(request: Request, job: Job) -> dict[str, Any]:
+def task_json(request: Request, job: TaskView) -> dict[str, Any]:
     """A job as the dialect's task status; images only once it succeeded."""
     app_core = core(request)
     status = job.task_status
     images = []
     if status == "succeeded":
-        result = job_result(job)
-        width, height = GenerationRequest.model_validate(job.request).output_size
+        result = job.result()
+        width, height = job.output_size
         urls = image_urls(app_core, result, public_base(request))
         images = [
             {"url": url, "seed": i.seed, "width": width, "height": height}
@@ -202,7 +244,7 @@ def task_json(request: Request, job: Job) -> dict[str, Any]:
         ]
     error = None
     if status in ("failed", "cancelled"):
-        err = app_core.job_error(job)
+        err = app_core.tasks.job_error(job)
         if err.param in JOB_PARAMS:  # errors found by the worker name the core's fields
             err.param = JOB_PARAMS[err.param]
         error = {
@@ -213,7 +255,7 @@ def task_json(request: Request, job: Job) -> dict[str, Any]:
     return {
         "task_id": job.id,
         "status": status,
-        "progress": 100 if status == "succeeded" else round((job.progress or 0.0) * 100),
+        "progress": 100 if status == "succeeded" else round(job.progress * 100),
         "images": images,
         "seed": job.seed,
         "number": job.n,
@@ -225,29 +267,40 @@ def task_json(request: Request, job: Job) -> dict[str, Any]:
     }
 
 
-async def _task_id(request: Request) -> str:
-    body = validate(TaskQuery, parse_json_object(await request.body()))
-    return str(body.task_id)
+# The body, read once the key was accepted.
+TaskIdBody = Annotated[TaskQuery, Depends(json_model(TaskQuery))]
 
 
-@router.post(QUERY_PATH, summary="aichat: a task's status, progress and images")
-async def query_task(request: Request) -> JSONResponse:
-    caller = await aichat_caller(request)
-    job = await core(request).task(caller, await _task_id(request))
+@router.post(
+    QUERY_PATH,
+    summary="aichat: a task's status, progress and images",
+    openapi_extra=request_body(TaskQuery),
+    **documented(AichatTaskResponse),
+)
+async def query_task(request: Request, caller: AichatCaller, body: TaskIdBody) -> JSONResponse:
+    job = await core(request).tasks.task(caller, str(body.task_id))
     return _ok(task_json(request, job))
 
 
-@router.post("/api/v1/draw/cancel", summary="aichat (pixgate extension): cancel a task")
-async def cancel_task(request: Request) -> JSONResponse:
-    caller = await aichat_caller(request)
-    job = await core(request).cancel_task(caller, await _task_id(request))
+@router.post(
+    "/api/v1/draw/cancel",
+    summary="aichat (pixgate extension): cancel a task",
+    openapi_extra=request_body(TaskQuery),
+    **documented(AichatTaskResponse),
+)
+async def cancel_task(request: Request, caller: AichatCaller, body: TaskIdBody) -> JSONResponse:
+    job = await core(request).tasks.cancel_task(caller, str(body.task_id))
     return _ok(task_json(request, job))
 
 
 # --- catalog ---------------------------------------------------------------------------
-@router.get("/api/v1/draw/models", summary="aichat: model_id values")
+@router.get(
+    "/api/v1/draw/models",
+    summary="aichat: model_id values",
+    dependencies=[Depends(aichat_caller)],
+    **documented(AichatModels),
+)
 async def list_models(request: Request) -> JSONResponse:
-    await aichat_caller(request)
     data = [
         {
             "model_id": stable_id(m.name),
@@ -261,14 +314,18 @@ async def list_models(request: Request) -> JSONResponse:
             "price": str(m.price),
             "loras": list(m.loras),
         }
-        for m in core(request).catalog
+        for m in core(request).admission.models()
     ]
     return _ok(data)
 
 
-@router.get("/api/v1/draw/styles", summary="aichat: style_id values")
+@router.get(
+    "/api/v1/draw/styles",
+    summary="aichat: style_id values",
+    dependencies=[Depends(aichat_caller)],
+    **documented(AichatStyles),
+)
 async def list_styles(request: Request) -> JSONResponse:
-    await aichat_caller(request)
     data = [
         {
             "style_id": stable_id(s.id),
@@ -277,12 +334,16 @@ async def list_styles(request: Request) -> JSONResponse:
             "template": s.template,
             "negative_prompt": s.negative_prompt,
         }
-        for s in core(request).settings.styles
+        for s in core(request).admission.styles()
     ]
     return _ok(data)
 
 
-@router.get("/api/v1/draw/samplers", summary="aichat: simper values")
+@router.get(
+    "/api/v1/draw/samplers",
+    summary="aichat: simper values",
+    dependencies=[Depends(aichat_caller)],
+    **documented(AichatSamplers),
+)
 async def list_samplers(request: Request) -> JSONResponse:
-    await aichat_caller(request)
     return _ok([{"name": n} for n in sampler_names()])

@@ -20,9 +20,10 @@ HIRES_SCALE = 2.0  # hire=1: A1111's usual "upscale by 2"
 
 class Image2ImageParams(BaseModel):
     """The `params` JSON string of `POST /api/image2image`. Ranges a model sets (number,
-    steps, sizes) are checked against that model by `shape_request`."""
+    steps, sizes) are checked against that model by `shape_request`. Strict: the seed's
+    example sends numbers as JSON numbers, so `"seed": "5"` or `"hire": true` are 400s."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     number: int = Field(default=1, ge=1, description="Images to make (the model's max_images).")
     hire: int = Field(default=0, ge=0, le=1, description="1: hires fix, 2x at the strength.")
@@ -60,11 +61,12 @@ def find_model(app_core: Pixgate, model_id: str | None) -> ModelSpec:
     """A model by its catalog id (GET /api/v1/draw/models) or its name; the default
     model when none is given."""
     if not model_id:
-        return app_core.default_model()
-    for spec in app_core.catalog:
+        return app_core.admission.default_model()
+    models = app_core.admission.models()
+    for spec in models:
         if model_id in (stable_id(spec.name), spec.name):
             return spec
-    known = ", ".join(f"{stable_id(m.name)} ({m.name})" for m in app_core.catalog)
+    known = ", ".join(f"{stable_id(m.name)} ({m.name})" for m in models)
     raise invalid(
         "model_id",
         f"unknown model {model_id!r}; known: {known}",
@@ -76,10 +78,11 @@ def find_style(app_core: Pixgate, style_id: str | None) -> Style | None:
     """A style by its catalog id (GET /api/v1/draw/styles) or its own id."""
     if not style_id:
         return None
-    for style in app_core.settings.styles:
+    styles = app_core.admission.styles()
+    for style in styles:
         if style_id in (stable_id(style.id), style.id):
-            return app_core.style(style.id)
-    known = ", ".join(f"{stable_id(s.id)} ({s.id})" for s in app_core.settings.styles)
+            return style
+    known = ", ".join(f"{stable_id(s.id)} ({s.id})" for s in styles)
     raise invalid(
         "style_id",
         f"unknown style {style_id!r}; known: {known or 'none configured'}",

@@ -3,33 +3,45 @@ ecosystems' fields, one response serving both (`data[]` and `images[]`)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
-from pixgate.api.deps import authenticated, core
+from pixgate.api.deps import Authenticated, authenticated, core
 from pixgate.api.results import error_object
 from pixgate.api.routes.tasks import TaskFields, respond
-from pixgate.api.validation import parse_json_object, validate
+from pixgate.api.schemas import (
+    ASYNC_TASK,
+    ImagesResponse,
+    LoraList,
+    ModelList,
+    SamplerList,
+    StyleList,
+    documented,
+    request_body,
+)
+from pixgate.api.validation import json_model
 from pixgate.core.service import Pixgate
 from pixgate.core.shaping import FieldNames, closest_size, shape_request
 from pixgate.errors import PixgateError
-from pixgate.processing.inputs import MAX_INPUT_BYTES, image_from_field, save_input
+from pixgate.processing.inputs import MAX_INPUT_BYTES
 from pixgate.spec.request import MAX_SEED, HiresFix, LoraRef
 
 # A JSON body may carry an input image as base64 (4/3 of its bytes) plus the other fields.
 MAX_JSON_WITH_IMAGE = MAX_INPUT_BYTES * 4 // 3 + 64 * 1024
 
-router = APIRouter(tags=["OpenAI / SiliconFlow images"])
+# Every route needs a key: a forgotten parameter cannot open one.
+router = APIRouter(tags=["OpenAI / SiliconFlow images"], dependencies=[Depends(authenticated)])
 
 
 class ImageGenerationRequest(TaskFields):
     """`POST /v1/images/generations`: OpenAI's fields plus SiliconFlow's (seed 001), and
     pixgate's `async` / `webhook_url` (docs/tasks-and-webhooks.md)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: `"seed": "5"` or `"async": "yes"` are 400s (the seeds send JSON numbers/bools)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(min_length=1, max_length=4000)
     model: str | None = Field(default=None, max_length=200)
@@ -85,6 +97,12 @@ class ImageGenerationRequest(TaskFields):
     )
 
 
+# The body, read after the key was checked (so a stranger's upload is refused unread)
+GenerationBody = Annotated[
+    ImageGenerationRequest, Depends(json_model(ImageGenerationRequest, MAX_JSON_WITH_IMAGE))
+]
+
+
 def render_error(err: PixgateError, lang: str) -> JSONResponse:
     body = {"error": error_object(err, lang)}
     return JSONResponse(body, status_code=err.status, headers=err.headers)
@@ -104,20 +122,15 @@ def _pick(a: Any, b: Any, names: tuple[str, str]) -> Any:
 @router.post(
     "/v1/images/generations",
     summary="Create images from a prompt",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": ImageGenerationRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=request_body(ImageGenerationRequest),
+    **documented(ImagesResponse, also=ASYNC_TASK),
 )
-async def create_images(request: Request) -> JSONResponse:
+async def create_images(
+    request: Request, caller: Authenticated, body: GenerationBody
+) -> JSONResponse:
     app_core = core(request)
-    caller = await authenticated(request)
-    body = validate(
-        ImageGenerationRequest, parse_json_object(await request.body(), MAX_JSON_WITH_IMAGE)
-    )
-    spec = app_core.model(body.model) if body.model else app_core.default_model()
+    admission = app_core.admission
+    spec = admission.model(body.model) if body.model else admission.default_model()
     size = _pick(body.size, body.image_size, ("size", "image_size"))
     n = _pick(body.n, body.batch_size, ("n", "batch_size"))
     names = FieldNames(
@@ -126,13 +139,13 @@ async def create_images(request: Request) -> JSONResponse:
     )
     image_path = None
     if body.image is not None:
-        image = await image_from_field(body.image, "image", app_core.settings.fetch_image_urls)
-        image_path = save_input(app_core.storage, image.convert("RGB"), "image")
+        image = await admission.input_image(body.image, "image")
+        image_path = await admission.save_input(image, "image", "RGB")
         if size is None:
             size = closest_size(spec, image.width, image.height)
     prompt, negative = body.prompt, body.negative_prompt
     if body.style is not None and not _openai_style(app_core, body.style):
-        prompt, negative = app_core.style(body.style).apply(prompt, negative)
+        prompt, negative = admission.style(body.style).apply(prompt, negative)
     req = shape_request(
         spec,
         kind="img2img" if image_path else "txt2img",
@@ -150,7 +163,7 @@ async def create_images(request: Request) -> JSONResponse:
         prompt_enhancement=bool(body.prompt_enhancement),
         user=body.user,
         sampler=body.sampler,
-        lora=app_core.lora_refs(body.lora),
+        lora=admission.lora_refs(body.lora),
         hires=HiresFix() if body.hires is True else body.hires or None,
         names=names,
     )
@@ -159,14 +172,13 @@ async def create_images(request: Request) -> JSONResponse:
 
 def _openai_style(app_core: Pixgate, style: str) -> bool:
     """OpenAI's DALL-E 3 style values, unless the operator made them style ids."""
-    configured = {s.id for s in app_core.settings.styles}
+    configured = {s.id for s in app_core.admission.styles()}
     return style in ("vivid", "natural") and style not in configured
 
 
-@router.get("/v1/models", summary="List the model catalog")
+@router.get("/v1/models", summary="List the model catalog", **documented(ModelList))
 async def list_models(request: Request) -> JSONResponse:
     app_core = core(request)
-    await authenticated(request)
     data = [
         {
             "id": m.name,
@@ -185,16 +197,17 @@ async def list_models(request: Request) -> JSONResponse:
             "max_images": m.max_images,
             "max_steps": m.max_steps,
         }
-        for m in app_core.catalog
+        for m in app_core.admission.models()
     ]
     return JSONResponse({"object": "list", "data": data})
 
 
-@router.get("/v1/samplers", summary="Sampler names accepted in `sampler`")
+@router.get(
+    "/v1/samplers", summary="Sampler names accepted in `sampler`", **documented(SamplerList)
+)
 async def list_samplers(request: Request) -> JSONResponse:
     from pixgate.spec.samplers import sampler_names
 
-    await authenticated(request)
     return JSONResponse(
         {
             "object": "list",
@@ -204,24 +217,23 @@ async def list_samplers(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/v1/styles", summary="Style ids accepted in `style`")
+@router.get("/v1/styles", summary="Style ids accepted in `style`", **documented(StyleList))
 async def list_styles(request: Request) -> JSONResponse:
-    await authenticated(request)
-    styles = core(request).settings.styles
+    styles = core(request).admission.styles()
     return JSONResponse({"object": "list", "data": [s.model_dump() for s in styles]})
 
 
-@router.get("/v1/loras", summary="LoRA names accepted in `lora`")
+@router.get("/v1/loras", summary="LoRA names accepted in `lora`", **documented(LoraList))
 async def list_loras(request: Request) -> JSONResponse:
-    await authenticated(request)
-    app_core = core(request)
+    admission = core(request).admission
+    models = admission.models()
     data = [
         {
             "name": lora.name,
             "description": lora.description,
             "default_scale": lora.default_scale,
-            "models": [m.name for m in app_core.catalog if not m.loras or lora.name in m.loras],
+            "models": [m.name for m in models if not m.loras or lora.name in m.loras],
         }
-        for lora in app_core.settings.loras
+        for lora in admission.loras()
     ]
     return JSONResponse({"object": "list", "data": data})

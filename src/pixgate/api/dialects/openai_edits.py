@@ -9,22 +9,31 @@ same core and response shape as `/v1/images/generations`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
-from pixgate.api.deps import authenticated, core
+from pixgate.accounts.keys import Caller
+from pixgate.api.bodies import form_body
+from pixgate.api.deps import Authenticated, authenticated, core
 from pixgate.api.routes.tasks import TaskFields, respond
+from pixgate.api.schemas import ASYNC_TASK, ImagesResponse, documented, request_body
 from pixgate.api.validation import validate
 from pixgate.core.shaping import closest_size, shape_request
 from pixgate.errors import invalid
-from pixgate.processing.inputs import MAX_INPUT_BYTES, decode_image, mask_from_alpha, save_input
+from pixgate.processing.inputs import (
+    MAX_INPUT_BYTES,
+    decode_image_async,
+    mask_from_alpha_async,
+)
 from pixgate.spec.request import MAX_SEED
 
-router = APIRouter(tags=["OpenAI images: edits and variations"])
+router = APIRouter(
+    tags=["OpenAI images: edits and variations"], dependencies=[Depends(authenticated)]
+)
 
 _FILE_FIELDS = {"image", "image[]", "mask"}
 
@@ -33,6 +42,7 @@ class _Common(TaskFields):
     """Fields of both forms; `async`, `webhook_url` and `webhook_secret` (TaskFields) make
     the request asynchronous, as on /v1/images/generations."""
 
+    # not strict: every multipart field arrives as text ("2", "true") and is converted
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(default=None, max_length=200)
@@ -65,8 +75,16 @@ class VariationForm(_Common):
     prompt: str = Field(default="", max_length=4000, description="pixgate extension.")
 
 
-async def _read_form(request: Request) -> tuple[dict[str, str], dict[str, list[UploadFile]]]:
-    form = await request.form(max_files=8, max_fields=64, max_part_size=MAX_INPUT_BYTES)
+# The whole multipart body: an image and a mask at their limit each, and the fields.
+MAX_FORM_BYTES = 2 * MAX_INPUT_BYTES + (1 << 20)
+# Read after the key was checked; files spool to disk as they arrive.
+Form = Annotated[
+    FormData,
+    Depends(form_body(MAX_FORM_BYTES, max_files=8, max_fields=64, max_part_size=MAX_INPUT_BYTES)),
+]
+
+
+def _split_form(form: FormData) -> tuple[dict[str, str], dict[str, list[UploadFile]]]:
     fields: dict[str, str] = {}
     files: dict[str, list[UploadFile]] = {}
     for name, value in form.multi_items():
@@ -95,15 +113,15 @@ async def _one_image(files: dict[str, list[UploadFile]], name: str, required: bo
             f"takes one image on this server (got {len(items)})",
             f"只接受一张图片(收到 {len(items)} 张)",
         )
-    return decode_image(await items[0].read(), name)
+    return await decode_image_async(await items[0].read(), name)
 
 
-async def _generate(request: Request, kind: str) -> JSONResponse:
+async def _generate(request: Request, caller: Caller, form: FormData, kind: str) -> JSONResponse:
     app_core = core(request)
-    caller = await authenticated(request)
-    fields, files = await _read_form(request)
+    fields, files = _split_form(form)
     body = validate(EditForm if kind == "edit" else VariationForm, fields)
-    spec = app_core.model(body.model) if body.model else app_core.default_model()
+    admission = app_core.admission
+    spec = admission.model(body.model) if body.model else admission.default_model()
     image = await _one_image(files, "image")
     mask_image = None
     if kind == "edit":
@@ -115,7 +133,7 @@ async def _generate(request: Request, kind: str) -> JSONResponse:
                     f"must be the same size as image ({image.width}x"
                     f"{image.height}, got {upload_mask.width}x{upload_mask.height})",
                 )
-            mask_image = mask_from_alpha(upload_mask.convert("RGBA"))
+            mask_image = await mask_from_alpha_async(upload_mask, any_mode=True)
             if mask_image is None:
                 raise invalid(
                     "mask",
@@ -123,15 +141,15 @@ async def _generate(request: Request, kind: str) -> JSONResponse:
                     "必须在需要编辑的区域包含完全透明的像素",
                 )
         else:
-            mask_image = mask_from_alpha(image)
+            mask_image = await mask_from_alpha_async(image)
     mode = "inpaint" if mask_image is not None else ("img2img" if kind == "edit" else "variation")
     size = body.size or closest_size(spec, image.width, image.height)
     req = shape_request(
         spec,
         kind=mode,
         prompt=body.prompt,
-        image=save_input(app_core.storage, image.convert("RGB"), "image"),
-        mask=save_input(app_core.storage, mask_image, "mask") if mask_image else None,
+        image=await admission.save_input(image, "image", "RGB"),
+        mask=await admission.save_input(mask_image, "mask") if mask_image else None,
         strength=body.strength
         if body.strength is not None
         else (1.0 if mode == "inpaint" else 0.75 if mode == "img2img" else 0.6),
@@ -149,30 +167,21 @@ async def _generate(request: Request, kind: str) -> JSONResponse:
     return await respond(request, caller, req, body, body.response_format)
 
 
-def _form_schema(form: type[_Common], files: tuple[str, ...]) -> dict:
-    """The multipart body's OpenAPI schema: the form's fields plus its file parts."""
-    schema = form.model_json_schema()
-    binary = {"type": "string", "format": "binary"}
-    schema["properties"] = {**dict.fromkeys(files, binary), **schema["properties"]}
-    schema["required"] = ["image", *schema.get("required", [])]
-    return {
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
-    }
-
-
 @router.post(
     "/v1/images/edits",
     summary="Edit an image (inpaint with a mask, else img2img)",
-    openapi_extra=_form_schema(EditForm, ("image", "mask")),
+    openapi_extra=request_body(EditForm, files=("image", "mask")),
+    **documented(ImagesResponse, also=ASYNC_TASK),
 )
-async def edit_image(request: Request) -> JSONResponse:
-    return await _generate(request, "edit")
+async def edit_image(request: Request, caller: Authenticated, form: Form) -> JSONResponse:
+    return await _generate(request, caller, form, "edit")
 
 
 @router.post(
     "/v1/images/variations",
     summary="Variations of an image",
-    openapi_extra=_form_schema(VariationForm, ("image",)),
+    openapi_extra=request_body(VariationForm, files=("image",)),
+    **documented(ImagesResponse, also=ASYNC_TASK),
 )
-async def image_variations(request: Request) -> JSONResponse:
-    return await _generate(request, "variation")
+async def image_variations(request: Request, caller: Authenticated, form: Form) -> JSONResponse:
+    return await _generate(request, caller, form, "variation")

@@ -10,7 +10,6 @@ key's signing secret (`pixgate keys create --signing`).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pixgate.accounts.keys import Caller
+from pixgate.api.bodies import load_json, parse_json_object, read_capped
 from pixgate.api.deps import bearer_token, client_ip, core, language, public_base, request_id
 from pixgate.api.dialects import volc_signing
 from pixgate.api.dialects.volcengine_render import (
@@ -31,9 +31,11 @@ from pixgate.api.dialects.volcengine_render import (
     render_gateway_error,
     success,
 )
-from pixgate.api.results import image_urls, images_base64
-from pixgate.api.validation import parse_json_object, validate
-from pixgate.core.service import GenerationResult, Pixgate, job_result
+from pixgate.api.results import image_urls, images_base64_async
+from pixgate.api.schemas import documented, request_body
+from pixgate.api.schemas_dialects import VolcResponse
+from pixgate.api.validation import validate
+from pixgate.core.service import GenerationResult, Pixgate
 from pixgate.core.shaping import FieldNames, shape_request
 from pixgate.errors import PixgateError, invalid
 from pixgate.queue.tasks import TaskOptions
@@ -61,7 +63,7 @@ NAMES = FieldNames(size="width", n="n", steps="ddim_steps")
 class LogoInfo(BaseModel):
     """`logo_info`: the visible mark drawn on the image."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     add_logo: bool = Field(default=False, description="Draw the mark.")
     position: int = Field(
@@ -83,9 +85,11 @@ class LogoInfo(BaseModel):
 
 
 class GenerateFields(BaseModel):
-    """The body of `CVProcess` (seed 002) and of `CVSync2AsyncSubmitTask`."""
+    """The body of `CVProcess` (seed 002) and of `CVSync2AsyncSubmitTask`. Strict, as all
+    of this dialect's bodies: the seed sends JSON numbers and booleans (`"seed": -1`,
+    `"use_sr": true`); `"seed": "5"` or `"return_url": "yes"` are 400s."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     req_key: str = Field(
         min_length=1, max_length=200, description="The model, e.g. high_aes_general_v21_L."
@@ -112,7 +116,7 @@ class GenerateFields(BaseModel):
 class GetResultFields(BaseModel):
     """The body of `CVSync2AsyncGetResult`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     req_key: str = Field(min_length=1, max_length=200)
     task_id: str = Field(min_length=1, max_length=64)
@@ -124,7 +128,7 @@ class GetResultFields(BaseModel):
 class ResultOptions(BaseModel):
     """`req_json` of `CVSync2AsyncGetResult`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     return_url: bool | None = None
     logo_info: Any = None
@@ -152,9 +156,9 @@ def _on_grid(value: int) -> int:
 def to_request(app_core: Pixgate, fields: GenerateFields) -> GenerationRequest:
     """The internal request: `req_key` -> model, `ddim_steps` -> steps, `scale` -> guidance,
     `use_pre_llm` -> prompt enhancement, `use_sr` -> 2x upscale, `logo_info` -> watermark."""
-    spec = app_core.catalog.get(fields.req_key)
+    spec = app_core.admission.find_model(fields.req_key)
     if spec is None:
-        known = ", ".join(app_core.catalog.names())
+        known = ", ".join(app_core.admission.model_names())
         raise invalid(
             "req_key",
             f"unknown req_key {fields.req_key!r}; available: {known}",
@@ -186,14 +190,14 @@ def to_request(app_core: Pixgate, fields: GenerateFields) -> GenerationRequest:
     )
 
 
-def images_data(
+async def images_data(
     request: Request, app_core: Pixgate, result: GenerationResult, return_url: bool
 ) -> dict[str, Any]:
     """CVProcess's `data`: every image as base64, and as links when asked."""
     urls = image_urls(app_core, result, public_base(request)) if return_url else None
     return {
         "algorithm_base_resp": {"status_code": 0, "status_message": "Success"},
-        "binary_data_base64": images_base64(app_core, result),
+        "binary_data_base64": await images_base64_async(app_core, result),
         "image_urls": urls,
         "pe_result": "",
         "predict_tags_result": "",
@@ -212,8 +216,8 @@ async def cv_process(
     app_core = core(request)
     fields = validate(GenerateFields, body)
     req = to_request(app_core, fields)
-    result = await app_core.generate(caller, req, ctx.request_id)
-    return success(ctx, images_data(request, app_core, result, fields.return_url))
+    result = await app_core.tasks.generate(caller, req, ctx.request_id)
+    return success(ctx, await images_data(request, app_core, result, fields.return_url))
 
 
 async def submit_task(
@@ -224,7 +228,7 @@ async def submit_task(
     req = to_request(app_core, fields)
     # return_url rides on the job: GetResult's default when its req_json does not say
     task = TaskOptions("url" if fields.return_url else "b64_json", public_base(request))
-    job_id = await app_core.submit(caller, req, ctx.request_id, task)
+    job_id = await app_core.admission.submit(caller, req, ctx.request_id, task)
     return success(ctx, {"task_id": job_id})
 
 
@@ -239,15 +243,11 @@ async def get_result(
     fields = validate(GetResultFields, body)
     raw = fields.req_json
     if isinstance(raw, str) and raw.strip():
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            detail = f"is not valid JSON: {exc}"
-            raise invalid("req_json", detail, f"不是有效的 JSON:{exc}") from exc
+        raw = load_json(raw, "req_json")
     options = _nested(ResultOptions, raw or {}, "req_json")
     logo = _logo(options.logo_info, "req_json.logo_info")
     try:
-        job = await app_core.task(caller, fields.task_id)
+        job = await app_core.tasks.task(caller, fields.task_id)
     except PixgateError as err:
         if err.code != "job_not_found":
             raise
@@ -257,17 +257,17 @@ async def get_result(
     if job.status in ("queued", "running"):
         return success(ctx, _task_data("in_queue" if job.status == "queued" else "generating"))
     if job.status != "succeeded":
-        err = app_core.job_error(job, ctx.request_id)
+        err = app_core.tasks.job_error(job, ctx.request_id)
         return render_error(err, language(request), ctx, _task_data("done"))
-    result = job_result(job)
+    result = job.result()
     if result.images and all(i.expires < time.time() for i in result.images):
         return success(ctx, _task_data("expired"))
     mark = logo.watermark() if logo else None
     if mark is not None:
-        result = await app_core.marked_copy(result, mark)
-    stored = (job.task_options or {}).get("response_format", "url") == "url"
+        result = await app_core.tasks.marked_copy(result, mark)
+    stored = (job.response_format or "url") == "url"
     return_url = options.return_url if options.return_url is not None else stored
-    data = images_data(request, app_core, result, return_url)
+    data = await images_data(request, app_core, result, return_url)
     return success(ctx, {"status": "done", **data})
 
 
@@ -279,21 +279,26 @@ ACTIONS: dict[str, Action] = {
 
 
 # --- authentication ------------------------------------------------------------------------
-async def authenticate(request: Request, body: bytes, ctx: VolcContext) -> Caller:
-    """A Bearer key, or a Volcengine V4 signature by a key's id and signing secret. A bad,
-    stale or replayed signature counts as a failed authentication of the client's IP."""
-    app_core = core(request)
+async def authenticate(request: Request, ctx: VolcContext) -> tuple[Caller, bytes]:
+    """A Bearer key, or a Volcengine V4 signature by a key's id and signing secret, and
+    the body. A bad, stale or replayed signature counts as a failed authentication of the
+    client's IP. The key is checked from the headers before the body is read (capped
+    while it streams), so a stranger's upload is refused unread; only a signature by a
+    known key needs the body to be verified."""
+    identity = core(request).identity
     ip = client_ip(request)
     header = request.headers.get("authorization")
     if not volc_signing.is_signed(header):
-        return await app_core.authenticate(bearer_token(request), ip)
+        caller = await identity.authenticate(bearer_token(request), ip)
+        return caller, await read_capped(request)
     try:
         credential = volc_signing.parse_authorization(header or "")
     except PixgateError:
-        await app_core.signature_failed(ip)
+        await identity.signature_failed(ip)
         raise
     ctx.service, ctx.region = credential.service, credential.region
-    signed = await app_core.authenticate_signed(credential.access_key, ip)
+    signed = await identity.authenticate_signed(credential.access_key, ip)
+    body = await read_capped(request)
     try:
         if signed.secret is None:
             raise PixgateError("signing_not_enabled", args_={"key": credential.access_key})
@@ -312,12 +317,12 @@ async def authenticate(request: Request, body: bytes, ctx: VolcContext) -> Calle
         # remembered until its X-Date is refused anyway, so it can never be used twice
         ttl = signed_at.timestamp() + volc_signing.MAX_SKEW_SECONDS - time.time()
         token = f"{credential.access_key}:{credential.signature}"
-        if not await app_core.first_use_of_signature(token, ttl):
+        if not await identity.first_use_of_signature(token, ttl):
             raise PixgateError("signature_replayed")
     except PixgateError:
-        await app_core.signature_failed(ip)
+        await identity.signature_failed(ip)
         raise
-    return signed.caller
+    return signed.caller, body
 
 
 # --- routes --------------------------------------------------------------------------------
@@ -341,8 +346,7 @@ async def handle(request: Request, lenient: bool) -> JSONResponse:
     ctx = VolcContext(request_id=request_id(request) or "")
     try:
         action = resolve_action(request, ctx, lenient)
-        raw = await request.body()
-        caller = await authenticate(request, raw, ctx)
+        caller, raw = await authenticate(request, ctx)
         return await action(request, caller, parse_json_object(raw), ctx)
     except GatewayError as err:
         return render_gateway_error(err, ctx)
@@ -359,18 +363,25 @@ _DOC = {
         {"name": "Action", "in": "query", "schema": {"enum": list(ACTIONS)}},
         {"name": "Version", "in": "query", "schema": {"enum": [VERSION]}},
     ],
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": GenerateFields.model_json_schema()}},
-    },
+    **request_body(GenerateFields),
 }
 
 
-@router.post("/volcv", summary="Volcengine: CVProcess and the async pair", openapi_extra=_DOC)
+@router.post(
+    "/volcv",
+    summary="Volcengine: CVProcess and the async pair",
+    openapi_extra=_DOC,
+    **documented(VolcResponse),
+)
 async def volcv(request: Request) -> JSONResponse:
     return await handle(request, lenient=True)
 
 
-@router.post("/", summary="Volcengine: the API's own path (official SDKs)", openapi_extra=_DOC)
+@router.post(
+    "/",
+    summary="Volcengine: the API's own path (official SDKs)",
+    openapi_extra=_DOC,
+    **documented(VolcResponse),
+)
 async def volc_root(request: Request) -> JSONResponse:
     return await handle(request, lenient=False)

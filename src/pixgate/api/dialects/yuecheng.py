@@ -9,13 +9,18 @@ example): see `pixgate.api.cors`.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from pixgate.api.bodies import json_body
 from pixgate.api.deps import bearer_token, client_ip, core, public_base, request_id
 from pixgate.api.results import image_urls
-from pixgate.api.validation import parse_json_object, validate
+from pixgate.api.schemas import documented, request_body
+from pixgate.api.schemas_dialects import YuechengResponse
+from pixgate.api.validation import validate
 from pixgate.core.shaping import FieldNames, shape_request
 from pixgate.errors import PixgateError, invalid
 from pixgate.spec.catalog import YUECHENG_SIZES
@@ -45,7 +50,8 @@ _MESSAGES = {
 class YuechengRequest(BaseModel):
     """The seed's request parameters, with its defaults and ranges."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: the seed's clients send JSON numbers (`"batch_size": 1`); "1" or true is a 400
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     api_key: str | None = Field(default=None, max_length=256, description="yc-pic-...")
     prompt: str = Field(min_length=1, max_length=4000)
@@ -84,12 +90,16 @@ def _api_key(request: Request, body: dict) -> str | None:
     return raw or bearer_token(request)
 
 
-@router.post(SEED_PATH, summary="Yuecheng: generate images (seed path)")
-@router.post(ALIAS_PATH, summary="Yuecheng: generate images")
-async def generate(request: Request) -> JSONResponse:
+# The key is in the body, so the body is read first, but never more than its 1 MB cap.
+Body = Annotated[dict[str, Any], Depends(json_body())]
+_DOC = {"openapi_extra": request_body(YuechengRequest), **documented(YuechengResponse)}
+
+
+@router.post(SEED_PATH, summary="Yuecheng: generate images (seed path)", **_DOC)
+@router.post(ALIAS_PATH, summary="Yuecheng: generate images", **_DOC)
+async def generate(request: Request, raw: Body) -> JSONResponse:
     app_core = core(request)
-    raw = parse_json_object(await request.body())
-    caller = await app_core.authenticate(_api_key(request, raw), client_ip(request))
+    caller = await app_core.identity.authenticate(_api_key(request, raw), client_ip(request))
     body = validate(YuechengRequest, raw)
     size = body.image_size.lower()
     if size not in YUECHENG_SIZES:
@@ -99,7 +109,7 @@ async def generate(request: Request) -> JSONResponse:
             f"must be one of {allowed} (got {body.image_size!r})",
             f"必须是 {allowed} 之一(收到 {body.image_size!r})",
         )
-    spec = app_core.model(body.model)
+    spec = app_core.admission.model(body.model)
     req = shape_request(
         spec,
         prompt=body.prompt,
@@ -111,8 +121,8 @@ async def generate(request: Request) -> JSONResponse:
         seed=body.seed,
         names=FieldNames(size="image_size", n="batch_size"),
     )
-    result = await app_core.generate(caller, req, request_id(request))
-    usage = await app_core.api_usage(caller.key.id, spec)
+    result = await app_core.tasks.generate(caller, req, request_id(request))
+    usage = await app_core.identity.api_usage(caller.key.id, spec)
     urls = image_urls(app_core, result, public_base(request))
     return JSONResponse(
         {

@@ -1,5 +1,6 @@
 """The admin API: users, credit, keys, redemption codes, the ledger, jobs and the audit.
-Every endpoint needs a key whose account has the admin role."""
+Every endpoint needs a key whose account has the admin role: the router itself depends
+on `admin`, so a route added here without a thought is still closed to everyone else."""
 
 from __future__ import annotations
 
@@ -7,17 +8,32 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from pixgate.accounts import audit, codes, keys, users
-from pixgate.api.deps import admin, core
-from pixgate.api.validation import parse_json_object, validate
-from pixgate.db import ApiKey, LedgerEntry, User
+from pixgate.accounts import codes, keys
+from pixgate.api.bodies import parse_json_object, read_capped
+from pixgate.api.deps import Admin, admin, core
+from pixgate.api.schemas import (
+    AuditReport,
+    Balance,
+    JobList,
+    KeyInfo,
+    KeyList,
+    LedgerList,
+    MintedCodes,
+    NewKey,
+    UserInfo,
+    UserList,
+    documented,
+    request_body,
+)
+from pixgate.api.validation import validate
+from pixgate.db import ApiKey, User
 from pixgate.errors import invalid
 from pixgate.money import from_minor, to_minor
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin)])
 
 
 def user_json(u: User) -> dict:
@@ -60,7 +76,8 @@ def _amount(value: Decimal, field: str) -> int:
 
 
 async def _body(request: Request, model: type[BaseModel]):
-    return validate(model, parse_json_object(await request.body()))
+    """The JSON body as `model`, read (capped while it streams) once `admin` passed."""
+    return validate(model, parse_json_object(await read_capped(request)))
 
 
 class NewUserBody(BaseModel):
@@ -70,23 +87,25 @@ class NewUserBody(BaseModel):
     plan: str | None = Field(default=None, max_length=32)
 
 
-@router.post("/users", summary="Create a user (with the free grant)")
-async def create_user(request: Request) -> dict:
-    caller = await admin(request)
+@router.post(
+    "/users",
+    summary="Create a user (with the free grant)",
+    openapi_extra=request_body(NewUserBody),
+    **documented(UserInfo),
+)
+async def create_user(request: Request, caller: Admin) -> dict:
     body = await _body(request, NewUserBody)
-    app_core = core(request)
-    if body.plan is not None and body.plan not in app_core.settings.plans:
-        raise invalid("plan", f"must be one of {', '.join(app_core.settings.plans)}")
-    user = await app_core.create_user(body.name, body.role, body.plan, actor=caller.user.id)
+    user = await core(request).admin.create_user(
+        body.name, body.role, body.plan, actor=caller.user.id
+    )
     return user_json(user)
 
 
-@router.get("/users", summary="List users")
+@router.get("/users", summary="List users", **documented(UserList))
 async def list_users(request: Request) -> dict:
-    await admin(request)
     return {
         "object": "list",
-        "data": [user_json(u) for u in await users.list_users(core(request).db)],
+        "data": [user_json(u) for u in await core(request).admin.list_users()],
     }
 
 
@@ -97,44 +116,49 @@ class UserPatch(BaseModel):
     enabled: bool | None = None
 
 
-@router.patch("/users/{user}", summary="Change a user's plan, role or enabled flag")
+@router.patch(
+    "/users/{user}",
+    summary="Change a user's plan, role or enabled flag",
+    openapi_extra=request_body(UserPatch),
+    **documented(UserInfo),
+)
 async def patch_user(user: str, request: Request) -> dict:
-    await admin(request)
     body = await _body(request, UserPatch)
-    plans = core(request).settings.plans
-    if body.plan is not None and body.plan not in plans:
-        raise invalid("plan", f"must be one of {', '.join(plans)}")
-    updated = await users.update_user(
-        core(request).db, user, plan=body.plan, role=body.role, enabled=body.enabled
+    updated = await core(request).admin.update_user(
+        user, plan=body.plan, role=body.role, enabled=body.enabled
     )
     return user_json(updated)
 
 
 class CreditBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: Decimal = Field(description='Currency amount, e.g. "10" or "-0.4".')
+    amount: Decimal = Field(
+        description='Currency amount, e.g. "10" or "-0.4"; at most 1000000000 either way '
+        "(negative only with kind adjust)."
+    )
     kind: Literal["grant", "topup", "adjust"] = "topup"
     reason: str = Field(min_length=1, max_length=500)
 
 
-@router.post("/users/{user}/credit", summary="Grant, top up or adjust credit, with a reason")
-async def credit(user: str, request: Request) -> dict:
-    caller = await admin(request)
+@router.post(
+    "/users/{user}/credit",
+    summary="Grant, top up or adjust credit, with a reason",
+    openapi_extra=request_body(CreditBody),
+    **documented(Balance),
+)
+async def credit(user: str, request: Request, caller: Admin) -> dict:
     body = await _body(request, CreditBody)
     amount = _amount(body.amount, "amount")
-    try:
-        balance = await users.credit(
-            core(request).db, user, amount, body.kind, body.reason, caller.user.id
-        )
-    except ValueError as exc:
-        raise invalid("amount", str(exc)) from exc
+    balance = await core(request).admin.credit(user, amount, body.kind, body.reason, caller.user.id)
     return {"user": user, "balance": str(from_minor(balance))}
 
 
 class NewKeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, max_length=200)
-    images: int | None = Field(default=None, ge=0, description="Image cap.")
+    images: int | None = Field(
+        default=None, ge=0, le=keys.MAX_IMAGE_CAP, description="Image cap (0-1000000000)."
+    )
     prefix: str = Field(default="sk-", max_length=24)
     expires_at: datetime | None = None
     allowed_models: list[str] | None = None
@@ -142,18 +166,14 @@ class NewKeyBody(BaseModel):
     signing_secret: bool = False
 
 
-@router.post("/users/{user}/keys", summary="Create a key for a user (shown once)")
+@router.post(
+    "/users/{user}/keys",
+    summary="Create a key for a user (shown once)",
+    openapi_extra=request_body(NewKeyBody),
+    **documented(NewKey),
+)
 async def create_key(user: str, request: Request) -> dict:
-    await admin(request)
     body = await _body(request, NewKeyBody)
-    app_core = core(request)
-    owner = await users.get_user(app_core.db, user)
-    unknown = [m for m in body.allowed_models or [] if app_core.catalog.get(m) is None]
-    if unknown:
-        raise invalid(
-            "allowed_models",
-            f"unknown models {unknown}; known: {', '.join(app_core.catalog.names())}",
-        )
     expires = body.expires_at
     if expires is not None and expires.tzinfo is not None:  # naive means UTC already
         expires = expires.astimezone(UTC).replace(tzinfo=None)
@@ -166,11 +186,7 @@ async def create_key(user: str, request: Request) -> dict:
         allowed_ips=body.allowed_ips,
         with_secret=body.signing_secret,
     )
-    try:
-        made = await keys.create_key(app_core.db, owner.id, spec, app_core.box)
-    except ValueError as exc:
-        field = "allowed_ips" if "CIDR" in str(exc) else "prefix"
-        raise invalid(field, str(exc)) from exc
+    owner, made = await core(request).admin.create_key(user, spec)
     return {
         "id": made.id,
         "key": made.key,
@@ -185,46 +201,49 @@ class KeyPatch(BaseModel):
     enabled: bool
 
 
-@router.patch("/keys/{key}", summary="Disable or re-enable a key")
+@router.patch(
+    "/keys/{key}",
+    summary="Disable or re-enable a key",
+    openapi_extra=request_body(KeyPatch),
+    **documented(KeyInfo),
+)
 async def patch_key(key: str, request: Request) -> dict:
-    await admin(request)
     body = await _body(request, KeyPatch)
-    return key_json(await keys.set_enabled(core(request).db, key, body.enabled))
+    return key_json(await core(request).admin.set_key_enabled(key, body.enabled))
 
 
-@router.get("/keys", summary="List keys")
+@router.get("/keys", summary="List keys", **documented(KeyList))
 async def list_keys(request: Request, user: str | None = None) -> dict:
-    await admin(request)
-    db = core(request).db
-    user_id = await users.user_filter(db, user)
-    return {"object": "list", "data": [key_json(k) for k in await keys.list_keys(db, user_id)]}
+    rows = await core(request).admin.list_keys(user)
+    return {"object": "list", "data": [key_json(k) for k in rows]}
 
 
 class MintBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     count: int = Field(ge=1, le=codes.MAX_BATCH)
-    value: Decimal = Field(description="Currency amount per code.")
+    value: Decimal = Field(description="Currency amount per code (at most 1000000000).")
 
 
-@router.post("/codes", summary="Mint a batch of single-use redemption codes (shown once)")
-async def mint_codes(request: Request) -> dict:
-    caller = await admin(request)
+@router.post(
+    "/codes",
+    summary="Mint a batch of single-use redemption codes (shown once)",
+    openapi_extra=request_body(MintBody),
+    **documented(MintedCodes),
+)
+async def mint_codes(request: Request, caller: Admin) -> dict:
     body = await _body(request, MintBody)
     value = _amount(body.value, "value")
     if value <= 0:
         raise invalid("value", "must be greater than 0", "必须大于 0")
-    batch, minted = await codes.mint(core(request).db, body.count, value, caller.user.id)
+    batch, minted = await core(request).admin.mint_codes(body.count, value, caller.user.id)
     return {"batch": batch, "value": str(from_minor(value)), "codes": minted}
 
 
-@router.get("/ledger", summary="Ledger entries, newest first")
+@router.get("/ledger", summary="Ledger entries, newest first", **documented(LedgerList))
 async def ledger(
     request: Request, user: str | None = None, limit: int = Query(default=100, ge=1, le=1000)
 ) -> dict:
-    await admin(request)
-    db = core(request).db
-    user_id = await users.user_filter(db, user)
-    rows: list[LedgerEntry] = await users.ledger(db, user_id, limit)
+    rows = await core(request).admin.ledger(user, limit)
     return {
         "object": "list",
         "data": [
@@ -244,17 +263,14 @@ async def ledger(
     }
 
 
-@router.get("/jobs", summary="Jobs, newest first")
+@router.get("/jobs", summary="Jobs, newest first", **documented(JobList))
 async def jobs(
     request: Request,
     status: str | None = None,
     user: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict:
-    await admin(request)
-    app_core = core(request)
-    user_id = await users.user_filter(app_core.db, user)
-    rows = await app_core.queue.recent(user_id, status, limit)
+    rows = await core(request).admin.jobs(user, status, limit)
     return {
         "object": "list",
         "data": [
@@ -277,8 +293,11 @@ async def jobs(
     }
 
 
-@router.get("/audit", summary="Check balances against the ledger and jobs against charges")
+@router.get(
+    "/audit",
+    summary="Check balances against the ledger and jobs against charges",
+    **documented(AuditReport),
+)
 async def run_audit(request: Request) -> dict:
-    await admin(request)
-    problems = await audit.audit(core(request).db)
+    problems = await core(request).admin.audit()
     return {"ok": not problems, "problems": problems}

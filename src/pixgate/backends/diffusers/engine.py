@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from pixgate.backends.base import BackendError, BackendResult, StepCallback
 from pixgate.backends.diffusers.loader import PipelineCache
 from pixgate.backends.diffusers.lora import apply_loras
 from pixgate.backends.diffusers.schedulers import build_scheduler, is_flow_match
@@ -17,18 +17,14 @@ from pixgate.spec.samplers import find_sampler, sampler_names
 
 DEFAULT_GPU_BATCH = 8
 
-StepCallback = Callable[[int, int], None]
-"""Called after each denoising step with (step, total); raise to stop the generation."""
+EngineResult = BackendResult  # the name callers of the engine knew it by
 
 
-@dataclass
-class EngineResult:
-    images: list[Any | None]  # PIL images, image i drawn from seed + i; None = not produced
-    inference_seconds: float
-
-
-class SamplerError(ValueError):
+class SamplerError(BackendError, ValueError):
     """The request's sampler does not fit this model's scheduler family."""
+
+    def __init__(self, message: str):
+        super().__init__("invalid_sampler", message)
 
 
 def with_sampler(pipe: Any, name: str | None) -> Any:
@@ -156,8 +152,6 @@ class DiffusersEngine:
                     {"image": upscaled, "strength": hires.strength},
                 )
         if mask is not None:  # outside the mask, the output keeps the input's pixels
-            from pixgate.processing.inputs import composite_outside_mask
-
             images = [composite_outside_mask(im, original, mask) for im in images]
         seconds = time.perf_counter() - start
         results, offset = [], 0
@@ -197,6 +191,15 @@ class DiffusersEngine:
             **kwargs,
         )
         return list(out.images)
+
+
+def composite_outside_mask(generated: Any, original: Any, mask: Any, feather: int = 4) -> Any:
+    """Keep the original pixels outside the mask, blending over a feathered edge."""
+    from PIL import Image, ImageFilter
+
+    size = generated.size
+    soft = mask.convert("L").resize(size).filter(ImageFilter.GaussianBlur(feather))
+    return Image.composite(generated.convert("RGB"), original.convert("RGB").resize(size), soft)
 
 
 def takes_size(pipe: Any) -> bool:

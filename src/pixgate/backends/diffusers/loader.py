@@ -11,12 +11,16 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from pixgate.backends.base import BackendError
 from pixgate.backends.diffusers.builtin import BUILTIN_PREFIX, ensure_builtin
 from pixgate.spec.catalog import ModelSpec
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(BackendError):
     """The model's weights could not be found or loaded (offline hub, bad directory...)."""
+
+    def __init__(self, message: str):
+        super().__init__("model_unavailable", message)
 
 
 def pick_device() -> str:
@@ -155,6 +159,12 @@ class PipelineCache:
             over_count = len(self._loaded) > self.max_loaded
             over_budget = budget is not None and used > budget and _budget_kind(keep[1]) == kind
             if over_count or over_budget:
+                self._unload(key)
+
+    def clear(self) -> None:
+        """Unload every pipeline (the worker is stopping)."""
+        with self._lock:
+            for key in list(self._loaded):
                 self._unload(key)
 
     def _unload(self, key: CacheKey) -> None:

@@ -11,12 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pixgate.backends.base import BackendError
 from pixgate.spec.catalog import LoraSpec
 from pixgate.spec.request import LoraRef
 
 
-class LoraError(ValueError):
+class LoraError(BackendError, ValueError):
     """The requested LoRA cannot be applied to this model (missing or incompatible file)."""
+
+    def __init__(self, message: str):
+        super().__init__("invalid_lora", message)
 
 
 def loaded_adapters(pipe: Any) -> set[str]:

@@ -2,18 +2,20 @@
 
 The loader calls `DiffusionPipeline.from_pretrained(hub_id, cache_dir=<models_dir>/hub)`,
 so a pull writes the standard Hugging Face cache layout there (`models--org--name/blobs`,
-`snapshots/<commit>/...`, `refs/<revision>`) with `huggingface_hub`, and a worker started
-later, even offline, finds the files.
+`snapshots/<commit>/...`, `refs/<revision>`) and a worker started later, even offline,
+finds the files.
 
-Only what diffusers loads is downloaded, as diffusers itself chooses: `model_index.json`
-and the folders of the components it names; in each folder one weight format (safetensors
-when there is one, else PyTorch .bin) and one variant (`--variant fp16` picks the fp16
-files where a component has them). Duplicate formats, other variants, Flax/TF/ONNX weights
-and root-level single-file checkpoints are skipped and listed.
+What to download is diffusers' own choice, not a copy of it: the allow and ignore patterns
+are computed by the helpers `DiffusionPipeline.download` uses (component folders named in
+`model_index.json`; safetensors when every component has them, else .bin; the variant's
+files where a component has them; no Flax, ONNX or root-level single-file checkpoints),
+and `huggingface_hub.snapshot_download` fetches exactly what they select, with a byte
+progress bar. Files left out are listed with the pattern that left them out.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from collections.abc import Callable
@@ -21,17 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Weight files diffusers never loads into a PyTorch pipeline.
-OTHER_WEIGHTS = {
-    ".msgpack": "Flax weights",
-    ".h5": "TensorFlow weights",
-    ".onnx": "ONNX weights",
-    ".pb": "TensorFlow/ONNX weights",
-    ".ckpt": "original-format checkpoint",
-    ".pt": "PyTorch pickle not loaded by diffusers",
-    ".pth": "PyTorch pickle not loaded by diffusers",
-    ".gguf": "GGUF weights",
-}
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
@@ -47,96 +38,71 @@ class PullPlan:
     files: dict[str, int | None]  # to download: path in the repo -> size in bytes
     skipped: dict[str, str] = field(default_factory=dict)  # path -> why
     notes: list[str] = field(default_factory=list)
+    allow_patterns: list[str] = field(default_factory=list)
+    ignore_patterns: list[str] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
         return sum(size or 0 for size in self.files.values())
 
 
-def _weight_kind(filename: str) -> tuple[str | None, str | None]:
-    """(format, variant) of a weight file or shard index, (None, None) for other files.
-    `unet/diffusion_pytorch_model.fp16.safetensors` -> ("safetensors", "fp16");
-    `text_encoder/model.safetensors.index.fp16.json` -> ("safetensors", "fp16");
-    `vae/diffusion_flax_model.msgpack` -> ("msgpack", None)."""
-    parts = filename.rsplit("/", 1)[-1].split(".")
-    if len(parts) < 2:
-        return None, None
-    if parts[-1] == "json":  # shard indexes: NAME.FORMAT.index[.VARIANT].json
-        if "index" not in parts[:-1] or parts.index("index") < 2:
-            return None, None
-        i = parts.index("index")
-        fmt = parts[i - 1]
-        variant = parts[i + 1] if i + 1 < len(parts) - 1 else None
-        return (fmt, variant) if fmt in ("safetensors", "bin") else (None, None)
-    ext = parts[-1]
-    if ext not in ("safetensors", "bin") and f".{ext}" not in OTHER_WEIGHTS:
-        return None, None
-    variant = parts[-2] if len(parts) >= 3 else None
-    return ext, variant
+def pipeline_patterns(
+    repo_id: str, model_index: dict[str, Any], filenames: set[str], variant: str | None
+) -> tuple[list[str], list[str]]:
+    """(allow_patterns, ignore_patterns) for a standard diffusers pipeline repo, computed
+    the way `DiffusionPipeline.download` computes them (safetensors preferred, no custom
+    pipeline code: pixgate does not run code from model repos)."""
+    from diffusers.pipelines import pipeline_loading_utils as loading
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+
+    if isinstance(model_index.get("_class_name"), list) or "pipeline.py" in filenames:
+        raise PullError(
+            f"{repo_id} uses custom pipeline code, which pixgate does not run; "
+            "use a repo in the standard diffusers format"
+        )
+    filenames = filenames - set(model_index.get("_ignore_files", []))
+    try:
+        custom, folder_names = loading._get_custom_components_and_folders(
+            repo_id, model_index, sorted(filenames), None, variant
+        )
+        pipeline_class = loading._get_pipeline_class(DiffusionPipeline, model_index)
+        model_folders = {
+            os.path.split(f)[0]
+            for f in loading.filter_model_files(filenames)
+            if os.path.split(f)[0] in folder_names
+        }
+        ignore = loading._get_ignore_patterns(
+            [], model_folders, filenames, True, True, None, pipeline_class._is_onnx, False, variant
+        )
+        model_files, _ = loading.variant_compatible_siblings(
+            filenames, variant=variant, ignore_patterns=ignore
+        )
+    except (ValueError, OSError, AttributeError) as exc:
+        raise PullError(f"{repo_id}: diffusers cannot load this repo ({exc})") from exc
+    if custom:
+        raise PullError(f"{repo_id}: components {sorted(custom)} need custom code from the repo")
+    allow = sorted(model_files)
+    allow += [f"{folder}/*" for folder in folder_names if folder not in model_folders]
+    allow += [f"{folder}/config.json" for folder in sorted(model_folders)]
+    allow += ["scheduler_config.json", "config.json", "model_index.json"]
+    allow += list(loading.TRANSFORMERS_COMPONENT_AUX_FILES)
+    ignore = ignore + [f"{pattern}.index.*json" for pattern in ignore]
+    return allow, ignore
 
 
-def select_files(
-    files: dict[str, int | None], components: set[str], variant: str | None
-) -> tuple[dict[str, int | None], dict[str, str], list[str]]:
-    """Split a repo's files into (to download, skipped with reasons, notes)."""
-    keep: dict[str, int | None] = {}
-    skipped: dict[str, str] = {}
-    notes: list[str] = []
-    by_folder: dict[str, list[str]] = {}
-    for name in sorted(files):
-        folder, _, _ = name.partition("/")
-        if "/" not in name:
-            if name == "model_index.json":
-                keep[name] = files[name]
-            else:
-                kind, _ = _weight_kind(name)
-                why = "single-file checkpoint" if kind else "not part of the pipeline"
-                skipped[name] = why + " (diffusers loads the component folders)"
-        elif folder not in components:
-            skipped[name] = f"folder {folder!r} is not a component in model_index.json"
-        else:
-            by_folder.setdefault(folder, []).append(name)
-    for folder, names in sorted(by_folder.items()):
-        weights = {n: _weight_kind(n) for n in names if _weight_kind(n)[0] is not None}
-        usable = {n: k for n, k in weights.items() if k[0] in ("safetensors", "bin")}
-        wanted = None
-        if variant is not None:
-            if any(v == variant for _, v in usable.values()):
-                wanted = variant
-            elif usable:
-                notes.append(f"{folder}: no {variant} variant; the default weights are used")
-        fmts = {fmt for fmt, v in usable.values() if v == wanted}
-        fmt = "safetensors" if "safetensors" in fmts else "bin"
-        if weights and not usable:
-            notes.append(f"{folder}: no PyTorch weights (safetensors or .bin) in the repo")
-        for name in names:
-            if name not in weights:
-                keep[name] = files[name]
-                continue
-            kind, v = weights[name]
-            if kind not in ("safetensors", "bin"):
-                skipped[name] = OTHER_WEIGHTS.get(f".{kind}", f"{kind} weights")
-            elif v != wanted:
-                skipped[name] = (
-                    f"{v} variant" if v is not None else f"default weights (--variant {variant})"
-                )
-            elif kind != fmt:
-                skipped[name] = "duplicate of the .safetensors weights"
-            else:
-                keep[name] = files[name]
-    return keep, skipped, notes
+def select(
+    files: dict[str, int | None], allow: list[str], ignore: list[str]
+) -> tuple[dict[str, int | None], dict[str, str]]:
+    """Split a repo's files into (to download, skipped with why), as `snapshot_download`
+    filters them."""
+    from huggingface_hub.utils import filter_repo_objects
 
-
-def pipeline_components(model_index: dict[str, Any]) -> set[str]:
-    """The component folders a model_index.json names (`"unet": ["diffusers", "..."]`)."""
-    return {
-        key
-        for key, value in model_index.items()
-        if not key.startswith("_")
-        and isinstance(value, list)
-        and len(value) == 2
-        and all(isinstance(v, str) for v in value)
-    }
+    keep = set(filter_repo_objects(files, allow_patterns=allow, ignore_patterns=ignore))
+    skipped = {}
+    for name in sorted(set(files) - keep):
+        pattern = next((p for p in ignore if fnmatch.fnmatch(name, p)), None)
+        skipped[name] = f"diffusers ignores {pattern}" if pattern else "not a file diffusers loads"
+    return {name: files[name] for name in sorted(keep)}, skipped
 
 
 def hub_cache_dir(models_dir: Path) -> Path:
@@ -180,17 +146,19 @@ def plan_pull(
             endpoint=endpoint,
         )
     model_index = json.loads(Path(index_path).read_text(encoding="utf-8"))
-    keep, skipped, notes = select_files(files, pipeline_components(model_index), variant)
+    allow, ignore = pipeline_patterns(repo_id, model_index, set(files), variant)
+    keep, skipped = select(files, allow, ignore)
+    notes = []
     if variant is not None:
         notes.append(
             f'set variant = "{variant}" on the model in [[models]]: diffusers looks for '
             f"the {variant} files only when asked for that variant"
         )
-    return PullPlan(repo_id, revision, commit, keep, skipped, notes)
+    return PullPlan(repo_id, revision, commit, keep, skipped, notes, allow, ignore)
 
 
-ProgressFn = Callable[[str, int], None]
-"""Called with (file, bytes just received); bytes may be negative when a retry rewinds."""
+ProgressFn = Callable[[int], None]
+"""Called with the bytes just written; may be negative when a retry rewinds."""
 
 
 def download(
@@ -198,35 +166,29 @@ def download(
     models_dir: Path,
     endpoint: str | None = None,
     on_bytes: ProgressFn | None = None,
-    on_file_done: Callable[[str], None] | None = None,
 ) -> Path:
-    """Download the plan's files (pinned to its commit; files already in the cache are not
-    fetched again), record `refs/<revision>` and return the snapshot folder."""
-    from huggingface_hub import hf_hub_download
+    """Download the plan's files with `snapshot_download` (pinned to its commit; files
+    already in the cache are not fetched again), record `refs/<revision>` and return the
+    snapshot folder."""
+    from huggingface_hub import snapshot_download
 
     endpoint = endpoint_of(endpoint)
     cache = hub_cache_dir(models_dir)
-    snapshot = None
     with _hub_errors(plan.repo_id, plan.revision, endpoint):
-        for name in plan.files:
-            tqdm_class = _progress_tqdm(name, on_bytes) if on_bytes else None
-            path = hf_hub_download(
-                plan.repo_id,
-                name,
-                revision=plan.commit,
-                cache_dir=cache,
-                endpoint=endpoint,
-                tqdm_class=tqdm_class,
-            )
-            snapshot = Path(path).parents[len(Path(name).parts) - 1]
-            if on_file_done:
-                on_file_done(name)
+        snapshot = snapshot_download(
+            plan.repo_id,
+            revision=plan.commit,
+            cache_dir=cache,
+            endpoint=endpoint,
+            allow_patterns=plan.allow_patterns,
+            ignore_patterns=plan.ignore_patterns,
+            tqdm_class=_progress_tqdm(on_bytes) if on_bytes else None,
+        )
     if plan.revision != plan.commit:  # so from_pretrained(revision="main") finds it offline
         refs = _repo_folder(cache, plan.repo_id) / "refs"
         refs.mkdir(parents=True, exist_ok=True)
         (refs / plan.revision).write_text(plan.commit)
-    assert snapshot is not None  # model_index.json is always in the plan
-    return snapshot
+    return Path(snapshot)
 
 
 def _repo_folder(cache: Path, repo_id: str) -> Path:
@@ -235,19 +197,24 @@ def _repo_folder(cache: Path, repo_id: str) -> Path:
     return cache / repo_folder_name(repo_id=repo_id, repo_type="model")
 
 
-def _progress_tqdm(name: str, on_bytes: ProgressFn) -> type:
-    """A tqdm class that draws nothing and reports byte counts (huggingface_hub drives its
-    download progress through a tqdm class)."""
+def _progress_tqdm(on_bytes: ProgressFn) -> type:
+    """A tqdm class that draws nothing and passes on the bytes written to disk.
+    `snapshot_download` drives all its bars through the class it is given: the files
+    counter, the network-bytes bar and the bytes-written bar; only the last one counts
+    what the user waits for (its description starts with "Reconstruct")."""
     from tqdm.std import tqdm
 
     class Reporter(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("name", None)
+            self._reports = kwargs.get("unit") == "B" and str(kwargs.get("desc", "")).startswith(
+                "Reconstruct"
+            )
             super().__init__(*args, **{**kwargs, "disable": True})
 
         def update(self, n: float | None = 1) -> bool | None:
-            if n:
-                on_bytes(name, int(n))
+            if n and self._reports:
+                on_bytes(int(n))
             return None
 
     return Reporter
@@ -390,15 +357,7 @@ def pull_with_progress(
         console=console,
     ) as progress:
         task = progress.add_task(f"{len(plan.files)} files", total=plan.total_bytes or None)
-        done = {"bytes": 0}
-
-        def on_bytes(_file: str, n: int) -> None:
-            progress.advance(task, n)
-
-        def on_file_done(file: str) -> None:  # files already cached report no bytes
-            done["bytes"] += plan.files[file] or 0
-            progress.update(task, completed=done["bytes"], description=file)
-
-        snapshot = download(plan, models_dir, endpoint, on_bytes, on_file_done)
-        progress.update(task, description=f"{len(plan.files)} files")
+        snapshot = download(plan, models_dir, endpoint, lambda n: progress.advance(task, n))
+        # files already in the cache report no bytes: the bar still ends full
+        progress.update(task, completed=plan.total_bytes)
     return snapshot

@@ -1,0 +1,180 @@
+"""Job notifications: "a job was queued", "job X finished", "job X was cancelled".
+
+They only make things faster. The database stays the truth: whoever is woken reads the
+job's row, and whoever misses a notification (it was sent by another process or machine)
+still finds the change by polling, more slowly. So an implementation may drop, repeat or
+merge notifications, and the payload is just a job id: exactly what PostgreSQL
+LISTEN/NOTIFY carries. A LISTEN/NOTIFY implementation sends on the three `job_*` calls and
+feeds what it hears from other machines into the same local signals.
+
+Consumers hold a `Signal` (one per consumer: the worker's idle wait, the webhook
+deliverer's wake-up, a sync request waiting for its job) and follow one rule: clear the
+signal, then look at the database, then wait. A notification landing between the look and
+the wait then still ends the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+CANCELLED_REMEMBERED = 10_000  # cancelled job ids kept for workers to check
+
+
+class Signal:
+    """A wake-up for one asyncio consumer that any thread may set.
+
+    It binds to the event loop of its first `wait`; a `set` from another thread (or
+    another loop) is handed to that loop with `call_soon_threadsafe`.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def set(self) -> None:
+        loop = self._loop
+        if loop is None or _running_loop() is loop:
+            self._event.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._event.set)
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Whether the signal was set within `timeout` seconds (it stays set)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # an asyncio.Event serves one loop: start a new one
+            was_set, self._event = self._event.is_set(), asyncio.Event()
+            if was_set:
+                self._event.set()
+            self._loop = loop
+        try:
+            async with asyncio.timeout(max(0.0, timeout)):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class Notifications(Protocol):
+    """What the queue sends and what workers, waiters and webhook deliverers listen to."""
+
+    def job_queued(self) -> None:
+        """A job became claimable (enqueued, requeued, or a lapsed lease was reaped)."""
+        ...
+
+    def job_finished(self, job_id: str) -> None:
+        """The job reached a final state (succeeded, failed, cancelled, timed out)."""
+        ...
+
+    def job_cancelled(self, job_id: str) -> None:
+        """The job's generation must stop: cancelled by its owner, timed out, or no longer
+        held by the worker running it."""
+        ...
+
+    def queued_signal(self) -> Signal:
+        """A signal set on every `job_queued` (kept while the caller holds it)."""
+        ...
+
+    def finished_signal(self) -> Signal:
+        """A signal set on every `job_finished`, whichever the job."""
+        ...
+
+    def watch_finished(self, job_id: str) -> AbstractContextManager[Signal]:
+        """A context manager yielding a signal set when `job_id` finishes."""
+        ...
+
+    def is_cancelled(self, job_id: str) -> bool:
+        """Whether `job_cancelled(job_id)` was sent; callable from any thread (the
+        engine's step callback asks at every step)."""
+        ...
+
+    def forget(self, job_id: str) -> None:
+        """Drop what is remembered about the job (its generation has ended)."""
+        ...
+
+
+class InProcessNotifications:
+    """Notifications between the parts of one process (API node and embedded worker):
+    asyncio signals for waiting, a lock-guarded set of cancelled ids for the engine
+    thread. Other processes are not told; they poll."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queued: weakref.WeakSet[Signal] = weakref.WeakSet()
+        self._finished: weakref.WeakSet[Signal] = weakref.WeakSet()
+        self._watchers: dict[str, list[Signal]] = {}
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
+
+    # --- sending ----------------------------------------------------------------------
+    def job_queued(self) -> None:
+        with self._lock:
+            signals = list(self._queued)
+        for signal in signals:
+            signal.set()
+
+    def job_finished(self, job_id: str) -> None:
+        with self._lock:
+            signals = [*self._watchers.get(job_id, ()), *self._finished]
+        for signal in signals:
+            signal.set()
+
+    def job_cancelled(self, job_id: str) -> None:
+        with self._lock:
+            self._cancelled[job_id] = None
+            self._cancelled.move_to_end(job_id)
+            while len(self._cancelled) > CANCELLED_REMEMBERED:  # ids nobody here ran
+                self._cancelled.popitem(last=False)
+
+    # --- listening --------------------------------------------------------------------
+    def queued_signal(self) -> Signal:
+        signal = Signal()
+        with self._lock:
+            self._queued.add(signal)
+        return signal
+
+    def finished_signal(self) -> Signal:
+        signal = Signal()
+        with self._lock:
+            self._finished.add(signal)
+        return signal
+
+    @contextmanager
+    def watch_finished(self, job_id: str) -> Iterator[Signal]:
+        signal = Signal()
+        with self._lock:
+            self._watchers.setdefault(job_id, []).append(signal)
+        try:
+            yield signal
+        finally:
+            with self._lock:
+                watchers = self._watchers.get(job_id, [])
+                if signal in watchers:
+                    watchers.remove(signal)
+                if not watchers:
+                    self._watchers.pop(job_id, None)
+
+    def is_cancelled(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._cancelled
+
+    def forget(self, job_id: str) -> None:
+        with self._lock:
+            self._cancelled.pop(job_id, None)
