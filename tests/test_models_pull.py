@@ -35,7 +35,7 @@ EXTRAS = {
     "vae/diffusion_flax_model.msgpack": "Flax weights",
     "v1-5-pruned-emaonly.safetensors": "single-file checkpoint",
     "README.md": "not part of the pipeline",
-    "safety_checker/model.safetensors": "not a component",
+    "watermarker/model.safetensors": "not a component in model_index.json",
 }
 
 

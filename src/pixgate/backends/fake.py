@@ -23,8 +23,8 @@ The source takes comma-separated `key=value` options after `fake:` (none: `fake:
   `model_unavailable`, `invalid_sampler`, `invalid_lora`), after the steps.
 
 Example: `source = "fake:delay=0.05,fail_every=2"`. Unknown options, repeated options and
-bad values are refused when the settings load, naming the option. Batching follows the
-model's `max_batch` (1 when unset, as on a CPU).
+bad values are refused when a worker starts (`pixgate.backends.check_catalog`), naming the
+model and the option. Batching follows the model's `max_batch` (1 when unset, as on a CPU).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ class FakeBackend:
         return results
 
     def preload(self, specs: Sequence[ModelSpec]) -> None:
-        """Nothing to load; the options were checked with the settings."""
+        """Nothing to load; the options were checked when the worker was made."""
 
     def close(self) -> None:
         """Holds nothing."""

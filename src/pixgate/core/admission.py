@@ -99,6 +99,10 @@ class AdmissionDesk:
     def lora_refs(self, value: str | list[LoraRef] | None) -> list[LoraRef]:
         return policy.lora_refs(self._settings, value)
 
+    def webhook_allow(self) -> list[str]:
+        """Networks webhook URLs may point into besides public addresses (operator's list)."""
+        return list(self._settings.webhook_allow)
+
     # --- checks before anything is charged -----------------------------------------------
     def moderate(self, req: GenerationRequest) -> None:
         policy.moderate(self._settings, req)

@@ -96,7 +96,7 @@ async def respond(
     """Answer an images request: the images (synchronous), or 202 and the task."""
     app_core = core(request)
     fmt = response_format or "url"
-    options = fields.task_options(fmt, public_base(request), app_core.settings.webhook_allow)
+    options = fields.task_options(fmt, public_base(request), app_core.admission.webhook_allow())
     if options is None:
         result = await app_core.tasks.generate(caller, req, request_id(request))
         return JSONResponse(await render_result(request, app_core, result, fmt))

@@ -53,7 +53,7 @@ def pipeline_patterns(
     the way `DiffusionPipeline.download` computes them (safetensors preferred, no custom
     pipeline code: pixgate does not run code from model repos)."""
     from diffusers.pipelines import pipeline_loading_utils as loading
-    from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+    from diffusers.pipelines import pipeline_utils
 
     if isinstance(model_index.get("_class_name"), list) or "pipeline.py" in filenames:
         raise PullError(
@@ -65,7 +65,7 @@ def pipeline_patterns(
         custom, folder_names = loading._get_custom_components_and_folders(
             repo_id, model_index, sorted(filenames), None, variant
         )
-        pipeline_class = loading._get_pipeline_class(DiffusionPipeline, model_index)
+        pipeline_class = loading._get_pipeline_class(pipeline_utils.DiffusionPipeline, model_index)
         model_folders = {
             os.path.split(f)[0]
             for f in loading.filter_model_files(filenames)
@@ -85,7 +85,8 @@ def pipeline_patterns(
     allow += [f"{folder}/*" for folder in folder_names if folder not in model_folders]
     allow += [f"{folder}/config.json" for folder in sorted(model_folders)]
     allow += ["scheduler_config.json", "config.json", "model_index.json"]
-    allow += list(loading.TRANSFORMERS_COMPONENT_AUX_FILES)
+    # flat, transformers-style repos keep a component's files at the root (newer diffusers)
+    allow += list(getattr(pipeline_utils, "TRANSFORMERS_COMPONENT_AUX_FILES", []))
     ignore = ignore + [f"{pattern}.index.*json" for pattern in ignore]
     return allow, ignore
 
@@ -308,6 +309,8 @@ def pull_source(name: str, settings: Any) -> str:
             )
         if spec.source_kind == "local":
             raise PullError(f"{name} is served from the local directory {spec.source}")
+        if spec.source_kind in ("fake", "channel"):
+            raise PullError(f"{name} is served by {spec.source}, which has no weights")
         return spec.source
     if "/" in name:
         try:
