@@ -314,3 +314,24 @@ def test_audit_finds_each_broken_invariant(make_settings):
         f"key {display}: images_reserved 0 != 1 in unfinished jobs",
     ):
         assert words in problems, problems
+
+
+def test_cli_refuses_amounts_and_caps_over_the_bound(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "pixgate", *args, "--data-dir", str(tmp_path)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    assert cli("users", "create", "bob").returncode == 0
+    for args, field in (
+        (("credit", "grant", "bob", "1000000000.0001", "--reason", "x"), "'amount'"),
+        (("codes", "mint", "--count", "1", "--value", "2000000000"), "'value'"),
+        (("keys", "create", "--user", "bob", "--images", "1000000001"), "'images'"),
+    ):
+        refused = cli(*args)
+        assert refused.returncode == 2 and field in refused.stderr, refused.stderr
+        assert "1000000000" in refused.stderr and "Traceback" not in refused.stderr
+    assert cli("credit", "grant", "bob", "1000000000", "--reason", "x").returncode == 0
+    assert "audit clean" in cli("audit").stdout

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from PIL import Image
 
 from tests.conftest import free_port
@@ -34,6 +35,7 @@ def cli(
     return result
 
 
+@pytest.mark.slow
 def test_keys_create_list_revoke(tmp_path):
     data = ["--data-dir", str(tmp_path)]
     made = json.loads(
@@ -62,6 +64,7 @@ def test_keys_create_list_revoke(tmp_path):
     assert bad.returncode == 2 and "prefix" in bad.stderr
 
 
+@pytest.mark.slow
 def test_generate_writes_an_image(tmp_path, models_dir):
     out = tmp_path / "out.png"
     env = {"PIXGATE_MODELS_PATH": str(models_dir)}
@@ -125,6 +128,7 @@ max_images = 2
     assert missing.returncode == 2 and "not found" in missing.stderr
 
 
+@pytest.mark.slow
 def test_serve_with_config_then_sigterm(tmp_path, models_dir):
     """`pixgate serve` as users run it: config file, a key from the CLI, a request, and a
     clean stop on SIGTERM."""
@@ -192,6 +196,7 @@ def _wait_ready(url: str, proc: subprocess.Popen) -> None:
     raise AssertionError("server not ready")
 
 
+@pytest.mark.slow
 def test_api_node_and_separate_worker_process(tmp_path, models_dir):
     """The scaled shape on one machine: `serve --no-workers` takes requests, a separate
     `pixgate worker` process claims and runs them through the shared database."""
@@ -240,6 +245,7 @@ def test_api_node_and_separate_worker_process(tmp_path, models_dir):
     assert worker.returncode == 0
 
 
+@pytest.mark.slow
 def test_users_credit_codes_ledger_audit(tmp_path):
     data = ["--data-dir", str(tmp_path)]
     user = json.loads(cli("users", "create", "alice", "--plan", "paid", "--json", *data).stdout)
@@ -309,6 +315,7 @@ def test_generate_without_weights_says_what_to_do_in_one_line(tmp_path):
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 def test_data_dir_is_the_same_from_any_folder(tmp_path):
     """Without --data-dir or PIXGATE_DATA_DIR every folder opens the per-user data dir (and
     says so), except a folder holding ./pixgate-data, which uses that one."""

@@ -71,6 +71,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen) -> None:
     raise AssertionError("API node did not become healthy")
 
 
+@pytest.mark.slow
 def test_api_only_node_is_torch_free_and_small(tmp_path):
     """`pixgate serve --no-workers` answers, admits a task, and neither maps torch's native
     libraries nor grows past 150 MB of resident memory."""

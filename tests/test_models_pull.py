@@ -35,7 +35,7 @@ EXTRAS = {
     "vae/diffusion_flax_model.msgpack": "Flax weights",
     "v1-5-pruned-emaonly.safetensors": "single-file checkpoint",
     "README.md": "not part of the pipeline",
-    "watermarker/model.safetensors": "not a component in model_index.json",
+    "watermarker/notes.txt": "not a component in model_index.json",
 }
 
 
@@ -82,7 +82,9 @@ class FakeHub:
             self._send(
                 req, 200, json.dumps(tree).encode(), body, {"Content-Type": "application/json"}
             )
-        elif parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
+        elif parts[:2] == ["api", "models"] and (
+            len(parts) == 4 or (len(parts) >= 6 and parts[4] == "revision")
+        ):
             repo = "/".join(parts[2:4])
             if self._refused(req, repo):
                 return

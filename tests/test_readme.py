@@ -4,8 +4,8 @@ demo server set up as the quick start sets one up, with only the host and port c
 Blocks are the fenced ```sh, ```bash and ```python ones; a block right after a
 `<!-- no-test: why -->` line is skipped (installs, and `scripts/serve` itself, which this
 test stands in for). Shell blocks run like one terminal session: variables a block sets
-(`TASK_ID=...`, `export ADMIN_KEY=...`) and files it writes (`photo.png`) are there for
-the blocks after it, and the Python blocks see the exported ones in `os.environ`. `curl`
+(`export ADMIN_KEY=...`) and files it writes (`photo.png`) are there for the blocks
+after it, if it exports them, and so do the Python blocks (`os.environ`). `curl`
 fails on an HTTP error status, so an example that is refused fails the test.
 """
 
@@ -36,7 +36,6 @@ QUICK_START_HOSTS = ("127.0.0.1:8000", "localhost:8000")
 # Each shell block runs after this: strict mode, the state earlier blocks left, and a curl
 # that fails on HTTP errors (the README's `curl -s` would print an error body and exit 0).
 SHELL_PRELUDE = """set -euo pipefail
-set -a
 [ ! -f .state.sh ] || source .state.sh
 curl() { command curl --fail-with-body "$@"; }
 """
@@ -114,18 +113,16 @@ def quick_start(tmp_path_factory, models_dir) -> Iterator[tuple[RunningServer, d
         log_level="WARNING",
     )
     server = start_server(settings)
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PIXGATE_DATA_DIR": str(data),
-        "PIXGATE_DEMO": "true",
-        "PIXGATE_MODELS_PATH": str(models_dir),
-    }
-    made = subprocess.run(
+    # The reader's shell: none of scripts/serve's settings but the data dir, which this
+    # test chooses instead of the per-user default (both sides would find that one alone).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXGATE_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PIXGATE_DATA_DIR"] = str(data)
+    made = subprocess.run(  # the first key, as scripts/serve makes it
         [*PIXGATE, "keys", "create", "--name", "quickstart", "--plan", "paid", "--json"],
         capture_output=True,
         text=True,
-        env=env,
+        env={**env, "PIXGATE_DEMO": "true"},
         timeout=120,
     )
     assert made.returncode == 0, made.stderr

@@ -36,7 +36,6 @@ MAX_AMOUNT_MINOR = MAX_AMOUNT * MINOR_PER_UNIT
 MAX_BALANCE_MINOR = 1000 * MAX_AMOUNT_MINOR
 
 
-
 def check_amount(minor: int, field: str, *, negative: bool = False) -> int:
     """`minor` if it is within +-MAX_AMOUNT (0 to MAX_AMOUNT unless `negative`), else a
     400 naming `field` and the allowed range."""

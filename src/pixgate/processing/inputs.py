@@ -175,8 +175,8 @@ def unfetchable(field: str, policy: FetchPolicy) -> PixgateError:
 
 async def image_from_field(value: str, field: str, settings: Settings) -> Image.Image:
     """A JSON `image` field (data URI, bare base64 or URL) -> a decoded input image."""
-    if not value.startswith(("http://", "https://")):
-        return await decode_image_async(decode_data_uri(value, field), field)
+    if not value.startswith(("http://", "https://")):  # base64 of up to 20 MB: off the loop too
+        return await off_loop(lambda: decode_image(decode_data_uri(value, field), field))
     if not settings.fetch_image_urls:
         raise invalid(
             field,

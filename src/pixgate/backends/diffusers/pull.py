@@ -81,6 +81,9 @@ def pipeline_patterns(
         raise PullError(f"{repo_id}: diffusers cannot load this repo ({exc})") from exc
     if custom:
         raise PullError(f"{repo_id}: components {sorted(custom)} need custom code from the repo")
+    # Exactly diffusers' list, even where it looks wider than needed (its weight files are
+    # repo-wide): from_pretrained offline checks the cached snapshot against these same
+    # patterns, and refuses a snapshot that lacks any file they select.
     allow = sorted(model_files)
     allow += [f"{folder}/*" for folder in folder_names if folder not in model_folders]
     allow += [f"{folder}/config.json" for folder in sorted(model_folders)]
