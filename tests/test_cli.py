@@ -358,3 +358,41 @@ def test_models_list_says_which_catalog(tmp_path):
     assert "catalog: demo mode" in demo and "Yuecheng-VisGen/VisGen" in demo
     assert "black-forest-labs" not in demo
     assert "catalog: demo mode" in cli("models", "list", *data, env={"PIXGATE_DEMO": "1"}).stdout
+
+
+@pytest.mark.slow
+def test_free_grant_in_demo_mode_and_from_settings(tmp_path):
+    """The demo default model is free, so the grant is priced at the cheapest priced model
+    (30 x 0.2 CNY); `free_grant` sets it in currency; with nothing priced it is 0."""
+    data = ["--data-dir", str(tmp_path), "--json"]
+
+    def balance(name: str, **env: str) -> str:
+        return json.loads(cli("users", "create", name, *data, env=env).stdout)["balance"]
+
+    assert balance("demo", PIXGATE_DEMO="true") == "6"
+    assert balance("set", PIXGATE_DEMO="true", PIXGATE_FREE_GRANT="2.5") == "2.5"
+    assert balance("nothing-priced", PIXGATE_DEMO="false") == "0"
+    bad = cli("users", "create", "x", *data, env={"PIXGATE_FREE_GRANT": "-1"}, check=False)
+    assert bad.returncode == 2 and "free_grant" in bad.stderr
+
+
+def test_commands_that_run_models_name_the_engine_extra_when_it_is_missing(tmp_path):
+    """On an API-only install (no torch, no diffusers) `serve` with workers and `generate`
+    stop at once with one line naming `pixgate[engine]`; `serve --no-workers` is the way."""
+    hide_engine = (
+        "import importlib.util, sys; real = importlib.util.find_spec; "
+        "importlib.util.find_spec = lambda name, *a: "
+        "None if name in ('torch', 'diffusers') else real(name, *a); "
+        "from pixgate.cli import main; sys.argv[0] = 'pixgate'; main()"
+    )
+    data = ["--data-dir", str(tmp_path)]
+    for args in (
+        ["serve", "--port", str(free_port()), *data],
+        ["generate", "x", "-o", str(tmp_path / "x.png"), "--model", "tiny-sd", *data],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", hide_engine, *args], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 1, result.stderr
+        assert "pip install 'pixgate[engine]'" in result.stderr and "Traceback" not in result.stderr
+        assert ("--no-workers" in result.stderr) == (args[0] == "serve")

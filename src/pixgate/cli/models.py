@@ -83,6 +83,9 @@ def models_pull(
     A token for private or gated repositories is read from HF_TOKEN."""
     settings = cli_settings(config, data_dir)
     needs_engine("models pull", modules=("huggingface_hub",))
+    err_console.print(
+        f"models cache: {settings.models_dir.resolve()}", style="dim", highlight=False
+    )
     from pixgate.backends.diffusers.pull import PullError, pull_with_progress
 
     try:
