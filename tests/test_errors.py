@@ -150,7 +150,13 @@ def test_503_queue_full_with_retry_after_then_504(make_server):
 
 
 def test_504_running_generation_is_stopped_and_free(make_server):
-    srv = make_server(generation_timeout_seconds=1.5)
+    # The fake backend takes 0.05 s a step whatever the machine's load, so the long job
+    # (100 steps) outlives the timeout and the next one fits in it only if the worker
+    # really stops the long one at its next step.
+    from pixgate.spec.catalog import TINY_SD
+
+    slow = TINY_SD.model_copy(update={"source": "fake:delay=0.05"})
+    srv = make_server(generation_timeout_seconds=1.5, models=[slow], default_model="tiny-sd")
     k = srv.create_key(images=10)
     with srv.client(k) as c:
         r = c.post(GEN, json={**OK, "size": "1024x1024", "num_inference_steps": 100})

@@ -172,3 +172,35 @@ def test_readme_examples_run_against_a_demo_server(quick_start, tmp_path):
         ran += 1
     assert ran >= 12
     assert (tmp_path / "out.png").stat().st_size > 1000  # the Volcengine example's image
+
+
+@pytest.mark.slow
+def test_volcengine_example_fails_loudly_when_refused(quick_start, tmp_path):
+    """Run in a plain shell (no pipefail) with a key whose account has no credit, the
+    Volcengine curl example exits non-zero with the refusal and writes no out.png."""
+    server, env = quick_start
+    [example] = [
+        e
+        for e in readme_examples(README.read_text())
+        if e.language == "bash" and "binary_data_base64" in e.code
+    ]
+    made = subprocess.run(  # without demo mode nothing is priced: a grant of 0
+        [*PIXGATE, "keys", "create", "--plan", "paid", "--json"],
+        capture_output=True,
+        text=True,
+        env={**env, "PIXGATE_DEMO": "false"},
+        timeout=120,
+    )
+    broke = json.loads(made.stdout)["key"]
+    code = example.code.replace(QUICK_START_HOSTS[0], server.url.removeprefix("http://"))
+    result = subprocess.run(
+        ["bash", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**env, "KEY": broke},
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "refused: 50400" in result.stderr and "Insufficient credit" in result.stderr
+    assert not (tmp_path / "out.png").exists()
