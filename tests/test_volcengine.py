@@ -373,7 +373,9 @@ def test_qps_limit_is_50429_and_concurrency_limit_50430(make_server):
     ],
 )
 def test_business_codes(code, param, expected):
-    found = business_code(PixgateError(code, param=param))
+    from tests.test_messages import RAISED
+
+    found = business_code(PixgateError(code, param=param, args_=RAISED[code][1]))
     assert (found[0] if found else None) == expected
 
 

@@ -12,7 +12,7 @@ from pixgate.accounts.secrets import SecretBox
 from pixgate.core import policy
 from pixgate.core.identity import Identity
 from pixgate.errors import PixgateError, invalid
-from pixgate.processing import inputs
+from pixgate.processing import inputs, pre
 from pixgate.queue.jobs import Admission as Admitted
 from pixgate.queue.jobs import JobQueue
 from pixgate.queue.tasks import TaskOptions
@@ -105,17 +105,12 @@ class AdmissionDesk:
 
     # --- checks before anything is charged -----------------------------------------------
     def moderate(self, req: GenerationRequest) -> None:
-        policy.moderate(self._settings, req)
+        """Blocked terms in the prompt, negative prompt and watermark (the pre chain's
+        `moderate` step, for dialects that check before storing an upload)."""
+        pre.moderate(self._settings, req)
 
     def moderate_text(self, param: str, text: str | None) -> None:
-        policy.moderate_text(self._settings, param, text)
-
-    async def enhance_prompt(self, req: GenerationRequest) -> GenerationRequest:
-        """The prompt-rewriting hook every dialect's switch reaches (`prompt_enhancement`,
-        Volcengine's `use_pre_llm`, aichat's `as_prompt`). No rewriter is configured in this
-        release, so the prompt is used as sent; the request keeps the flag, and responses
-        that report the rewritten prompt (Volcengine's `rephraser_result`) report this one."""
-        return req
+        pre.moderate_text(self._settings, param, text)
 
     # --- input images --------------------------------------------------------------------
     async def input_image(self, value: str, field: str) -> Image.Image:
@@ -140,11 +135,9 @@ class AdmissionDesk:
         `task`: an asynchronous client's options (result format, webhook), kept on the job."""
         if not self._open:
             raise PixgateError("shutting_down", headers={"Retry-After": "5"})
-        self.moderate(req)
+        req = await pre.run_pre(req, self._settings)  # moderation, then the prompt hook
         spec = self.model(req.model)
         policy.check_loras(self._settings, req, spec)
-        if req.prompt_enhancement:
-            req = await self.enhance_prompt(req)
         allowed = caller.key.allowed_models
         if allowed and spec.name not in allowed:
             raise PixgateError(

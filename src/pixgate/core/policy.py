@@ -1,9 +1,10 @@
-"""Checks every request passes before anything is reserved: blocked terms and LoRA names,
-and the parsing of LoRA lists as clients write them. Plain functions over the settings."""
+"""LoRA names every request is checked for before anything is reserved, and the parsing
+of LoRA lists as clients write them. Plain functions over the settings. (Blocked terms and
+the prompt hook are the pre chain's steps: `pixgate.processing.pre`.)"""
 
 from __future__ import annotations
 
-from pixgate.errors import PixgateError, invalid
+from pixgate.errors import invalid
 from pixgate.settings import Settings
 from pixgate.spec.catalog import ModelSpec
 from pixgate.spec.request import GenerationRequest, LoraRef
@@ -45,19 +46,3 @@ def check_loras(settings: Settings, req: GenerationRequest, spec: ModelSpec) -> 
                 f"unknown LoRA {ref.name!r} for model {spec.name}; known: {known}",
                 f"模型 {spec.name} 没有 LoRA {ref.name!r};可选:{known}",
             )
-
-
-def moderate(settings: Settings, req: GenerationRequest) -> None:
-    """Refuse a prompt that contains a configured blocked term (before anything is
-    reserved, so a refusal costs nothing). A visible watermark is text we draw on the
-    image, so it is held to the same terms."""
-    moderate_text(settings, "prompt", req.prompt)
-    moderate_text(settings, "negative_prompt", req.negative_prompt)
-    if req.watermark is not None:
-        moderate_text(settings, "watermark", req.watermark.text)
-
-
-def moderate_text(settings: Settings, param: str, text: str | None) -> None:
-    lowered = (text or "").casefold()
-    if any(term.casefold() in lowered for term in settings.blocked_terms):
-        raise PixgateError("content_refused", param=param)

@@ -21,6 +21,7 @@ from prometheus_client import generate_latest
 from pixgate.accounts.limits import RateLimiter
 from pixgate.accounts.replay import ReplayGuard
 from pixgate.accounts.secrets import SecretBox, server_secret
+from pixgate.backends import check_catalog
 from pixgate.core.admin import Administration
 from pixgate.core.admission import AdmissionDesk
 from pixgate.core.identity import Identity, SignedCaller
@@ -46,6 +47,7 @@ class Pixgate:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.catalog = Catalog.build(settings.models, settings.demo, settings.default_model)
+        check_catalog(self.catalog)  # a bad `fake:` source stops API nodes too, naming it
         self.db = Database(settings.db_url)
         self.metrics = Metrics()
         self._server_secret = server_secret(settings.data_dir, settings.signing_secret)

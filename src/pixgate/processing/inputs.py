@@ -22,7 +22,7 @@ import uuid
 import warnings
 
 import structlog
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 
 from pixgate.errors import PixgateError, invalid
 from pixgate.processing.fetch import FetchPolicy, FetchRefused, fetch_image, parse_networks
@@ -139,15 +139,6 @@ def open_input(storage: Storage, path: str) -> Image.Image:
     image = Image.open(io.BytesIO(storage.read(path)))
     image.load()
     return image
-
-
-def composite_outside_mask(
-    generated: Image.Image, original: Image.Image, mask: Image.Image, feather: int = 4
-) -> Image.Image:
-    """Keep the original pixels outside the mask, blending over a feathered edge."""
-    size = generated.size
-    soft = mask.convert("L").resize(size).filter(ImageFilter.GaussianBlur(feather))
-    return Image.composite(generated.convert("RGB"), original.convert("RGB").resize(size), soft)
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:
