@@ -10,6 +10,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # An error message missing a template value raises instead of rendering a gap (servers in
 # subprocesses inherit it).
 os.environ["PIXGATE_STRICT_MESSAGES"] = "1"
+# One torch thread per process (before torch is imported; subprocesses inherit it). The
+# test process also runs the servers' event loops and the clients, and other processes share
+# the cores: two OpenMP threads spin-waiting for each other made a one-step tiny-sd image
+# take 3-5 s on a busy 2-core machine instead of 0.2 s. Set OMP_NUM_THREADS to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import asyncio
 import socket
@@ -17,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -29,9 +35,13 @@ from pixgate.accounts import keys
 from pixgate.api.app import create_app
 from pixgate.db import Database
 from pixgate.settings import Settings, load_settings
+from pixgate.spec.catalog import ModelSpec
 
 GENERATIONS = "/v1/images/generations"
 SMALL_REQUEST = {"model": "tiny-sd", "prompt": "x", "size": "256x256", "num_inference_steps": 1}
+# A model of the fake backend (solid colours at once): for tests whose subject is
+# admission, limits or billing, so that how fast this machine draws never decides them.
+INSTANT = ModelSpec(name="instant", source="fake:", sizes=["256x256"], default_size="256x256")
 
 
 def generate(client: httpx.Client, **fields) -> httpx.Response:
@@ -173,41 +183,87 @@ def postgres_url(postgres_server) -> str:
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
-    """One builtin build shared by every test (the build is deterministic)."""
+    """One builtin build shared by every test (the build is deterministic). Under
+    pytest-xdist the workers share it too: a build is saved to a temporary folder and
+    renamed into place, so two workers building the same model at once is safe."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "models"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("models")
+
+
+def server_settings(data_dir: Path, models_dir: Path, **overrides) -> Settings:
+    """The settings of a test server: the demo catalog on a free port, quiet JSON logs,
+    no sweeping during a test, and no preloading: a worker loads a model at its first job
+    rather than every build of the catalog up front (~1.5 s a server, for models most tests
+    never ask for). `overrides` win."""
+    values = dict(
+        data_dir=data_dir,
+        models_path=models_dir,
+        port=free_port(),
+        demo=True,
+        log_json=True,
+        log_level="WARNING",
+        sweep_interval_seconds=3600,
+        preload=False,
+    )
+    values.update(overrides)
+    return load_settings(None, **values)
 
 
 @pytest.fixture
 def make_settings(tmp_path, models_dir) -> Callable[..., Settings]:
     def make(**overrides) -> Settings:
-        values = dict(
-            data_dir=tmp_path / "data",
-            models_path=models_dir,
-            port=free_port(),
-            demo=True,
-            log_json=True,
-            log_level="WARNING",
-            sweep_interval_seconds=3600,
+        return server_settings(
+            overrides.pop("data_dir", tmp_path / "data"), models_dir, **overrides
         )
-        values.update(overrides)
-        return load_settings(None, **values)
 
     return make
 
 
-@pytest.fixture
-def make_server(make_settings) -> Iterator[Callable[..., RunningServer]]:
+@contextmanager
+def _server_factory(data_dir: Callable[[], Path], models_dir: Path):
     started: list[RunningServer] = []
 
     def make(**overrides) -> RunningServer:
-        running = start_server(make_settings(**overrides))
+        folder = overrides.pop("data_dir", None) or data_dir()
+        running = start_server(server_settings(folder, models_dir, **overrides))
         started.append(running)
         return running
 
-    yield make
-    for running in started:
-        if running.thread.is_alive():
-            running.stop()
+    try:
+        yield make
+    finally:
+        for running in started:
+            if running.thread.is_alive():
+                running.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path, models_dir) -> Iterator[Callable[..., RunningServer]]:
+    """Servers for one test: for tests that restart a server, change settings mid-test or
+    count things across the whole deployment (queue depth, metrics, audits)."""
+    with _server_factory(lambda: tmp_path / "data", models_dir) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_server(tmp_path_factory, models_dir) -> Iterator[Callable[..., RunningServer]]:
+    """Servers shared by the tests of one module, each with its own data dir: starting one
+    (migrations, a worker preloading the catalog's builds) costs seconds, so tests that only
+    make their own keys and read their own results share one. Stopped after the module.
+
+    All of a module's clients come from 127.0.0.1, so the per-IP limit on failed
+    authentications (30 a minute) is raised unless given: a module's 401 tests would
+    otherwise trip it for the tests after them (tests/test_access.py tests the limit)."""
+    with _server_factory(lambda: tmp_path_factory.mktemp("data"), models_dir) as make:
+
+        def make_shared(**overrides) -> RunningServer:
+            overrides.setdefault("unauthenticated_per_ip_per_minute", 10_000)
+            return make(**overrides)
+
+        yield make_shared
 
 
 @pytest.fixture

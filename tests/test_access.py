@@ -12,8 +12,20 @@ import httpx
 import pytest
 
 from pixgate.db import utcnow
-from tests.conftest import GENERATIONS, SMALL_REQUEST, generate
+from pixgate.spec.catalog import TINY_SD
+from tests.conftest import GENERATIONS, INSTANT, SMALL_REQUEST, generate
 from tests.test_billing import FREE, PAID, balance, run_audit
+
+# Held in flight for ~0.8 s whatever the machine's speed (8 steps of 0.1 s).
+HELD = INSTANT.model_copy(update={"name": "held", "source": "fake:delay=0.1,steps=8"})
+
+
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared by the tests of one key's restrictions and plan: each makes its own key.
+    tiny-sd as in the demo, the seed names for the model allow-list, and `instant` for
+    the rate-limit tests, whose second request must land within the first one's second."""
+    return make_module_server(models=[TINY_SD, INSTANT])
 
 
 def _code(r: httpx.Response, status: int) -> str:
@@ -52,13 +64,13 @@ def test_model_allow_list(server):
 def test_free_plan_one_request_per_second_with_retry_after(server):
     k = server.create_key(plan="free")
     with server.client(k) as c:
-        assert generate(c).status_code == 200
-        r = generate(c)
+        assert generate(c, model=INSTANT.name).status_code == 200
+        r = generate(c, model=INSTANT.name)
         assert _code(r, 429) == "rate_limited"
         assert 1 <= int(r.headers["retry-after"]) <= 2
         assert "1 per second" in r.json()["error"]["message"]
-        time.sleep(1.05)
-        assert generate(c).status_code == 200
+        time.sleep(1.05)  # the limiter's window is wall-clock time
+        assert generate(c, model=INSTANT.name).status_code == 200
     assert server.key_row(k).images_used == 2  # the refused one cost nothing
 
 
@@ -72,7 +84,7 @@ def test_plan_day_limit_and_concurrency_from_config(make_server):
     from pixgate.settings import Plan
 
     plans = {"free": Plan(requests_per_day=2), "tight": Plan(concurrency=1)}
-    srv = make_server(plans=plans, default_plan="free")
+    srv = make_server(plans=plans, default_plan="free", models=[TINY_SD, HELD])
     k = srv.create_key(plan="free")
     with srv.client(k) as c:
         assert generate(c).status_code == 200
@@ -85,7 +97,7 @@ def test_plan_day_limit_and_concurrency_from_config(make_server):
         async with httpx.AsyncClient(
             base_url=srv.url, timeout=120, headers={"Authorization": f"Bearer {tight}"}
         ) as c:
-            slow = {**SMALL_REQUEST, "size": "512x512", "num_inference_steps": 8}
+            slow = {**SMALL_REQUEST, "model": HELD.name}  # the first is in flight for 0.8 s
             return await asyncio.gather(
                 c.post(GENERATIONS, json=slow), c.post(GENERATIONS, json=slow)
             )
@@ -95,16 +107,16 @@ def test_plan_day_limit_and_concurrency_from_config(make_server):
 
 
 def test_global_limit(make_server):
-    srv = make_server(global_requests_per_second=1)
+    srv = make_server(global_requests_per_second=1, models=[INSTANT])
     a, b = srv.create_key(), srv.create_key()
     with srv.client(a) as ca, srv.client(b) as cb:
-        assert generate(ca).status_code == 200
-        r = generate(cb)
+        assert generate(ca, model=INSTANT.name).status_code == 200
+        r = generate(cb, model=INSTANT.name)
         assert _code(r, 429) == "rate_limited" and "server-wide" in r.json()["error"]["message"]
 
 
 def test_failed_auth_limited_per_ip(make_server):
-    srv = make_server(unauthenticated_per_ip_per_minute=3)
+    srv = make_server(unauthenticated_per_ip_per_minute=3, run_workers=False)
     good = srv.create_key()
     with srv.client("sk-wrong") as bad:
         assert [bad.get("/v1/models").status_code for _ in range(3)] == [401] * 3
@@ -258,14 +270,17 @@ def test_usage_endpoint(make_server):
 @pytest.mark.redis
 def test_rate_limit_shared_between_nodes_through_redis(make_server, redis_url, tmp_path):
     """Two API nodes with one Redis: a free key's 1 request/s holds across both."""
-    a = make_server(redis_url=redis_url)
+    a = make_server(redis_url=redis_url, models=[INSTANT])  # no draw time in the window
     b = make_server(
-        redis_url=redis_url, data_dir=tmp_path / "node-b", database_url=a.settings.db_url
+        redis_url=redis_url,
+        data_dir=tmp_path / "node-b",
+        database_url=a.settings.db_url,
+        models=[INSTANT],
     )
     k = a.create_key(plan="free")
     with a.client(k) as ca, b.client(k) as cb:
-        assert generate(ca).status_code == 200
-        r = generate(cb)
+        assert generate(ca, model=INSTANT.name).status_code == 200
+        r = generate(cb, model=INSTANT.name)
         assert _code(r, 429) == "rate_limited" and r.headers["retry-after"]
-        time.sleep(1.1)
-        assert generate(cb).status_code == 200
+        time.sleep(1.1)  # the limiter's window is wall-clock time
+        assert generate(cb, model=INSTANT.name).status_code == 200

@@ -41,9 +41,10 @@ SEED_PARAMS = """{    "number": 4,    "hire": 0,    "seed": -1,    "steps": 20, 
 FAST = {"number": 1, "steps": 2, "size_id": "1:1", "prompt": "a cat"}
 
 
-@pytest.fixture
-def server(make_server):
-    return make_server(models=[TINY], default_model="tiny-256", styles=[SEED_STYLE, INK])
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared by the tests that make their own keys and read only their own tasks."""
+    return make_module_server(models=[TINY], default_model="tiny-256", styles=[SEED_STYLE, INK])
 
 
 @pytest.fixture
@@ -237,7 +238,7 @@ def test_hires_fix_beyond_2048_pixels_is_a_400_naming_hire(make_server):
     big = TINY.model_copy(
         update={"name": "big", "sizes": ["1280x1280"], "default_size": "1280x1280"}
     )
-    srv = make_server(models=[big], default_model="big")
+    srv = make_server(models=[big], default_model="big", run_workers=False)  # refused at admission
     k = srv.create_key(credit="1")
     r = submit(srv, k, {"number": 1, "hire": 1, "prompt": "x"})
     assert "2048" in _error(r, 400, "invalid_value", "hire")
@@ -394,10 +395,10 @@ def test_401_403(server):
     assert "密钥" in _error(zh, 401, "missing_api_key")
 
 
-def test_429_free_plan_and_credit(make_server):
+def test_429_free_plan_and_credit(server, make_server):
     assert default_plans()["free"].requests_per_second == 1  # the seed's 1 request/s
     assert default_plans()["free"].requests_per_day == 10000  # and its daily total
-    srv = make_server(models=[TINY], default_model="tiny-256")
+    srv = server  # limits are per key: the shared server will do
     free = srv.create_key(credit="1", plan="free")
     first = submit(srv, free, FAST)
     assert first.status_code == 200, first.text
@@ -412,16 +413,23 @@ def test_429_free_plan_and_credit(make_server):
     assert poll(srv, free, first.json()["task_id"])["status"] == "succeeded"
     assert srv.key_row(free).images_used == 1
 
-    daily = make_server(
-        models=[TINY], default_model="tiny-256", plans={"free": Plan(requests_per_day=2)}
+    daily = make_server(  # the tasks only need to be accepted: no worker
+        models=[TINY],
+        default_model="tiny-256",
+        plans={"free": Plan(requests_per_day=2)},
+        run_workers=False,
     )
     k = daily.create_key(credit="1", plan="free")
     assert [submit(daily, k, FAST).status_code for _ in range(3)] == [200, 200, 429]
 
 
 def test_451_refused_prompt_is_free(make_server):
-    srv = make_server(
-        models=[TINY], default_model="tiny-256", blocked_terms=["forbidden"], styles=[INK]
+    srv = make_server(  # no worker: the accepted task's upload stays where it was stored
+        models=[TINY],
+        default_model="tiny-256",
+        blocked_terms=["forbidden"],
+        styles=[INK],
+        run_workers=False,
     )
     k = srv.create_key(credit="1")
     msg = _error(

@@ -19,6 +19,12 @@ def decode(item) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(item.b64_json))).convert("RGB"))
 
 
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared: each test makes its own key and reads only its own results."""
+    return make_module_server()
+
+
 @pytest.fixture
 def sdk(server, key) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)

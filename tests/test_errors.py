@@ -13,6 +13,12 @@ GEN = "/v1/images/generations"
 OK = {"model": "tiny-sd", "prompt": "a cat", "size": "256x256", "num_inference_steps": 1}
 
 
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared: each test makes its own key and checks only that key's counters."""
+    return make_module_server()
+
+
 def _err(r: httpx.Response, status: int) -> dict:
     assert r.status_code == status, r.text
     body = r.json()
@@ -137,8 +143,11 @@ def test_503_queue_full_with_retry_after_then_504(make_server):
 
     t = threading.Thread(target=send_first)
     t.start()
-    time.sleep(1.0)
     with srv.client(k) as c:
+        deadline = time.monotonic() + 10
+        while not c.get("/v1/jobs").json()["data"]:  # until the first job is queued
+            assert time.monotonic() < deadline, "the first request was not queued"
+            time.sleep(0.02)
         r = c.post(GEN, json=OK)
     err = _err(r, 503)
     assert err["code"] == "queue_full" and r.headers["retry-after"] == "5"

@@ -28,6 +28,12 @@ FAMILIES = {
 }
 
 
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared: each test makes its own key and reads only its own results."""
+    return make_module_server()
+
+
 def pixels(b64: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")).astype(int)
 

@@ -9,10 +9,17 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 GEN = "/v1/images/generations"
 BASE = {"model": "tiny-sd", "prompt": "a red fox", "size": "256x256", "num_inference_steps": 2}
+
+
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared: each test reads only its own key's results and counters."""
+    return make_module_server()
 
 
 def _pixels(client: httpx.Client, url: str) -> np.ndarray:
@@ -69,9 +76,12 @@ def test_healthz_fast_and_second_request_served_while_generating(server, key):
 
     t = threading.Thread(target=run_long)
     t.start()
-    time.sleep(0.8)  # the long job is now running
     latencies = []
     with server.client(key) as c:
+        deadline = time.monotonic() + 60
+        while not any(j["status"] == "running" for j in c.get("/v1/jobs").json()["data"]):
+            assert time.monotonic() < deadline and t.is_alive(), "the long job did not start"
+            time.sleep(0.02)
         for _ in range(20):
             start = time.perf_counter()
             assert c.get("/healthz").status_code == 200

@@ -12,6 +12,12 @@ from pixgate.spec.samplers import SAMPLERS, find_sampler, sampler_names
 from tests.conftest import generate
 
 
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared: each test makes its own key and reads only its own results."""
+    return make_module_server()
+
+
 def test_names_match_loosely():
     assert find_sampler("DPM++ 2M SDE (Karras)").name == "DPM++ 2M SDE Karras"
     assert find_sampler("dpm++ 2m karras").options == {"use_karras_sigmas": True}

@@ -102,6 +102,13 @@ def make_server(make_server):
     return make
 
 
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared by the tests that make their own keys and receivers and read only their own
+    tasks; loopback webhooks allowed as above."""
+    return make_module_server(webhook_allow=["127.0.0.0/8"])
+
+
 def poll(c: httpx.Client, task_id: str, until: Callable[[dict], bool], timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while True:

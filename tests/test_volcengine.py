@@ -122,6 +122,15 @@ def test_sdk_cv_process(volc, vkey):
     assert png(reply["data"]["binary_data_base64"][0]).size == (256, 320)
 
 
+def wait_finished(server, task_id: str) -> None:
+    """Wait through the core for the job to finish, so that the SDK's first fetch finds it
+    done: repeating an identical signed fetch needs a new second of X-Date (see poll)."""
+    future = asyncio.run_coroutine_threadsafe(
+        server.core.queue.wait(task_id, timeout=120), server.server_loop()
+    )
+    assert future.result(130) is not None
+
+
 def poll(service: VisualService, task_id: str, req_json: dict | None = None) -> dict:
     form = {"req_key": REQ_KEY, "task_id": task_id}
     if req_json is not None:
@@ -140,6 +149,7 @@ def test_sdk_async_pair(volc, vkey):
     submitted = service.cv_sync2async_submit_task({**SMALL, "use_sr": True, "seed": 7})
     assert submitted["code"] == 10000, submitted
     task_id = submitted["data"]["task_id"]
+    wait_finished(volc, task_id)
     done = poll(service, task_id, {"return_url": True})
     assert done["data"]["status"] == "done"
     image = png(done["data"]["binary_data_base64"][0])

@@ -62,9 +62,10 @@ def send(url: str, headers: dict[str, str], body: bytes) -> httpx.Response:
     return httpx.post(url, headers=headers, content=body, timeout=120)
 
 
-@pytest.fixture
-def server(make_server):
-    return make_server(unauthenticated_per_ip_per_minute=1000)
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared: each test signs with its own keys."""
+    return make_module_server(unauthenticated_per_ip_per_minute=1000)
 
 
 # --- against a server ----------------------------------------------------------------------
@@ -122,7 +123,7 @@ def test_signing_credentials_refused(server):
 
 
 def test_failed_signatures_count_against_the_ip(make_server):
-    server = make_server(unauthenticated_per_ip_per_minute=3)
+    server = make_server(unauthenticated_per_ip_per_minute=3, run_workers=False)
     key = make_key(server, with_secret=True)
     for _ in range(3):
         gateway(send(*sign(server, key.id, "wrong", PROBE)), 401, "SignatureDoesNotMatch")
@@ -132,7 +133,9 @@ def test_failed_signatures_count_against_the_ip(make_server):
 
 @pytest.mark.redis
 def test_replay_refused_through_redis(make_server, redis_url):
-    server = make_server(redis_url=redis_url, unauthenticated_per_ip_per_minute=1000)
+    server = make_server(
+        redis_url=redis_url, unauthenticated_per_ip_per_minute=1000, run_workers=False
+    )
     key = make_key(server, with_secret=True)
     url, headers, body = sign(server, key.id, key.secret, PROBE)
     ok(send(url, headers, body))

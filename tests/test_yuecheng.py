@@ -38,9 +38,10 @@ FAST_VISGEN = ModelSpec(
 )
 
 
-@pytest.fixture
-def server(make_server):
-    return make_server(models=[FAST_VISGEN])
+@pytest.fixture(scope="module")
+def server(make_module_server):
+    """Shared by the tests that make their own keys and read only their own results."""
+    return make_module_server(models=[FAST_VISGEN])
 
 
 @pytest.fixture
@@ -300,7 +301,7 @@ def test_429_free_plan_rate_limit(server):
 
 
 def test_451_blocked_content_is_free(make_server):
-    srv = make_server(blocked_terms=["forbidden thing"])
+    srv = make_server(blocked_terms=["forbidden thing"], run_workers=False)  # refused first
     k = srv.create_key(prefix="yc-pic-", credit="1")
     message = _error(post(srv, {**FAST, "api_key": k, "prompt": "a FORBIDDEN thing"}), 451)
     assert "prompt" in message

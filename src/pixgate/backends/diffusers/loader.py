@@ -162,17 +162,28 @@ class PipelineCache:
                 self._unload(key)
 
     def clear(self) -> None:
-        """Unload every pipeline (the worker is stopping)."""
+        """Unload every pipeline (the worker is stopping), collecting garbage once: a
+        full collection costs ~0.4 s in a large process, one per pipeline made each
+        worker stop take seconds."""
         with self._lock:
-            for key in list(self._loaded):
-                self._unload(key)
+            keys = list(self._loaded)
+            for key in keys:
+                self._unload(key, collect=False)
+            if keys:
+                self._collect(keys)
 
-    def _unload(self, key: CacheKey) -> None:
+    def _unload(self, key: CacheKey, collect: bool = True) -> None:
         self._loaded.pop(key, None)
         for mode in ("img2img", "inpaint"):
             self._derived.pop((key, mode), None)
+        if collect:
+            self._collect([key])
+
+    @staticmethod
+    def _collect(keys: list[CacheKey]) -> None:
+        """Free the unloaded pipelines' memory now (and the GPU cache if one was there)."""
         gc.collect()
-        if key[1].startswith("cuda"):
+        if any(key[1].startswith("cuda") for key in keys):
             import torch
 
             torch.cuda.empty_cache()
