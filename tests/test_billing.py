@@ -24,6 +24,9 @@ PAID = ModelSpec(
     max_steps=4,
     default_steps=1,
 )
+# The storms test admission and settlement under concurrency, not drawing: same model,
+# drawn by the fake backend.
+STORM = PAID.model_copy(update={"source": "fake:"})
 FREE = ModelSpec(
     name="free-64",
     source="builtin:tiny-sd",
@@ -167,7 +170,7 @@ def check_storm(responses: list[httpx.Response], settings, key_row, start_balanc
 
 @pytest.mark.slow
 def test_200_concurrent_requests_cap_37_credit_50_sqlite(make_server):
-    srv = make_server(models=[PAID], demo=False, max_queue=500)
+    srv = make_server(models=[STORM], demo=False, max_queue=500)
     k = srv.create_key(images=37, credit="10")  # credit for 50 images at 0.2
     responses = asyncio.run(_storm(srv.url, k))
     check_storm(responses, srv.settings, srv.key_row(k), 50 * 2000)

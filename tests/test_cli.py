@@ -206,6 +206,7 @@ def test_api_node_and_separate_worker_process(tmp_path, models_dir):
         "PIXGATE_DATA_DIR": str(tmp_path / "data"),
         "PIXGATE_MODELS_PATH": str(models_dir),
         "PIXGATE_DEMO": "true",
+        "PIXGATE_PRELOAD": "false",  # load tiny-sd at the job, not all the demo's builds first
     }
     key = json.loads(cli("keys", "create", "--json", "--images", "2", env=env).stdout)["key"]
     api = subprocess.Popen(

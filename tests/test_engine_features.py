@@ -227,3 +227,30 @@ def test_model_options_are_validated():
         TINY_SD.model_validate({**TINY_SD.model_dump(), "device": "tpu"})
     with pytest.raises(ValueError, match="max_batch"):
         TINY_SD.model_validate({**TINY_SD.model_dump(), "max_batch": 0})
+
+
+def test_loads_in_two_caches_at_once_leave_torch_as_it_was(models_dir):
+    """Two workers in one process (two nodes in a test) may load at the same moment. While
+    diffusers builds a model on the meta device it patches torch.nn.Module process-wide;
+    overlapping loads once restored each other's patch, so that every module built after
+    (the next model load included) came out on the meta device."""
+    import threading
+
+    import torch
+
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            PipelineCache(models_dir).get(TINY_SD)
+        except BaseException as exc:  # reported below, from the test's thread
+            errors.append(exc)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=load) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert torch.nn.Linear(2, 2).weight.device.type == "cpu"

@@ -398,9 +398,15 @@ def test_openai_sdk_sync_unaffected_and_async_through_extra_body(server, key):
 def test_two_api_nodes_never_make_the_same_attempt(make_server, postgres_url, receiver):
     """Two API nodes on one database both look for due webhooks; each attempt is made by
     exactly one of them (every first attempt fails, so retries are contended too)."""
+    from pixgate.spec.catalog import TINY_SD
+
+    drawn_at_once = TINY_SD.model_copy(update={"source": "fake:"})  # webhooks are the subject
     nodes = [
         make_server(
-            database_url=postgres_url, webhook_backoff_seconds=0.2, webhook_poll_seconds=0.05
+            database_url=postgres_url,
+            webhook_backoff_seconds=0.2,
+            webhook_poll_seconds=0.05,
+            models=[drawn_at_once],
         )
         for _ in range(2)
     ]

@@ -15,6 +15,12 @@ from pixgate.backends.base import BackendError
 from pixgate.backends.diffusers.builtin import BUILTIN_PREFIX, ensure_builtin
 from pixgate.spec.catalog import ModelSpec
 
+# One load at a time per process, whatever the cache: while `from_pretrained` builds a model
+# on the meta device, accelerate patches torch.nn.Module for the whole process, and two
+# loads overlapping in two threads (two workers in one process, as in tests with two nodes)
+# can restore each other's patch and leave every later module built on the meta device.
+_LOAD_LOCK = threading.Lock()
+
 
 class ModelLoadError(BackendError):
     """The model's weights could not be found or loaded (offline hub, bad directory...)."""
@@ -195,13 +201,14 @@ class PipelineCache:
         device = key[1]
         try:
             dtype = resolve_dtype(spec.dtype, device)
-            source = resolve_source(spec, self.models_dir)
-            pipe = DiffusionPipeline.from_pretrained(
-                source,
-                dtype=dtype,
-                variant=spec.variant,
-                cache_dir=str(self.models_dir / "hub"),
-            )
+            with _LOAD_LOCK:
+                source = resolve_source(spec, self.models_dir)
+                pipe = DiffusionPipeline.from_pretrained(
+                    source,
+                    dtype=dtype,
+                    variant=spec.variant,
+                    cache_dir=str(self.models_dir / "hub"),
+                )
             pipe.set_progress_bar_config(disable=True)
             return pipe.to(device)
         except ModelLoadError:
