@@ -59,6 +59,19 @@ def pytest_configure(config: pytest.Config) -> None:
     compileall.compile_dir(Path(pixgate.__file__).parent, quiet=1)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """How many pytest-xdist workers `-n auto` (pyproject.toml's addopts) starts: one per
+    core for the whole suite (a `-m`/`-k` selection of it included); none when files or
+    tests are named, where starting workers (each imports torch and diffusers, ~8 s)
+    costs more than it saves. PYTEST_XDIST_AUTO_NUM_WORKERS overrides both."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist reads it
+    if config.args_source != pytest.Config.ArgsSource.TESTPATHS:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores if cores and cores > 1 else 0
+
+
 def generate(client: httpx.Client, **fields) -> httpx.Response:
     """POST a small, fast tiny-sd request, with `fields` overriding its defaults."""
     return client.post(GENERATIONS, json={**SMALL_REQUEST, **fields})

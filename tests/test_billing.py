@@ -319,6 +319,7 @@ def test_audit_finds_each_broken_invariant(make_settings):
         assert words in problems, problems
 
 
+@pytest.mark.slow
 def test_cli_refuses_amounts_and_caps_over_the_bound(tmp_path):
     import subprocess
     import sys

@@ -64,6 +64,7 @@ def test_large_seed_values_work(server, key):
     assert r.json()["seed"] == 9_999_999_999
 
 
+@pytest.mark.slow
 def test_healthz_fast_and_second_request_served_while_generating(server, key):
     """A long generation runs on the engine thread; the event loop keeps answering."""
     long_job: dict = {}

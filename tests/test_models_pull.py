@@ -180,6 +180,7 @@ def pull(*args: str, endpoint: str, home: Path, extra_env: dict | None = None):
     )
 
 
+@pytest.mark.slow
 def test_pull_downloads_what_diffusers_needs_and_loads_offline(hub, tmp_path, models_dir):
     result = pull(REPO, endpoint=hub.url, home=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -212,6 +213,7 @@ def test_pull_downloads_what_diffusers_needs_and_loads_offline(hub, tmp_path, mo
     assert len(hub.downloads()) == before
 
 
+@pytest.mark.slow
 def test_pull_errors_are_clear_and_nonzero(hub, tmp_path):
     missing = pull("nobody/nothing", endpoint=hub.url, home=tmp_path)
     assert missing.returncode == 1
@@ -261,6 +263,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", [None, "fp16"])
 def test_pull_fetches_exactly_what_diffusers_download_fetches(hub, tmp_path, variant):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}

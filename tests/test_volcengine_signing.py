@@ -154,6 +154,7 @@ def test_replay_refused_through_redis(make_server, redis_url):
     assert 14 * 60 < asyncio.run(remembered()) <= 15 * 60 + 1
 
 
+@pytest.mark.slow
 def test_keys_create_signing_then_the_sdk(make_settings, tmp_path):
     from tests.conftest import start_server
 

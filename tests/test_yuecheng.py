@@ -74,6 +74,7 @@ def assert_success(body: dict, used: int, remaining: int, n: int = 1) -> None:
     assert isinstance(body["seed"], int) and 0 <= body["seed"] <= 9_999_999_999
 
 
+@pytest.mark.slow
 def test_seed_examples_curl_python_javascript(server, yc):
     """The seed's three examples, verbatim but for host and key; each image is charged once
     and api_usage counts it, in step with the account's credit summary."""
