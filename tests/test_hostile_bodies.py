@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import RunningServer
 from tests.images import gradient_png
 
 DEEP = "[" * 1200 + "]" * 1200  # json.loads gives up at ~1000 levels (RecursionError)
@@ -26,24 +26,9 @@ OK_VOLC = {"req_key": "high_aes_general_v21_L", "prompt": "a cat"}
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory, models_dir) -> Iterator[RunningServer]:
-    from pixgate.settings import load_settings
-
-    settings = load_settings(
-        None,
-        data_dir=tmp_path_factory.mktemp("hostile") / "data",
-        models_path=models_dir,
-        port=free_port(),
-        demo=True,
-        log_json=True,
-        log_level="WARNING",
-        run_workers=False,
-        sweep_interval_seconds=3600,
-        unauthenticated_per_ip_per_minute=1000,  # the refusals here are the subject
-    )
-    running = start_server(settings)
-    yield running
-    running.stop()
+def srv(make_module_server) -> RunningServer:
+    # the refusals here are the subject
+    return make_module_server(run_workers=False, unauthenticated_per_ip_per_minute=1000)
 
 
 @pytest.fixture(scope="module")

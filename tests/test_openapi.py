@@ -5,36 +5,20 @@ closed at the router to everyone but admins."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import RunningServer
 
 NOT_JSON = {"/metrics", "/files/{path}"}
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory, models_dir) -> Iterator[RunningServer]:
-    from pixgate.settings import load_settings
-
-    settings = load_settings(
-        None,
-        data_dir=tmp_path_factory.mktemp("openapi") / "data",
-        models_path=models_dir,
-        port=free_port(),
-        demo=True,
-        log_json=True,
-        log_level="WARNING",
-        run_workers=False,
-        sweep_interval_seconds=3600,
-        unauthenticated_per_ip_per_minute=1000,  # the admin sweep below sends many 401s
-    )
-    running = start_server(settings)
-    yield running
-    running.stop()
+def srv(make_module_server) -> RunningServer:
+    # the admin sweep below sends many 401s
+    return make_module_server(run_workers=False, unauthenticated_per_ip_per_minute=1000)
 
 
 @pytest.fixture(scope="module")
