@@ -23,6 +23,7 @@ from pixgate.accounts import billing
 from pixgate.db import ApiKey, Database, Job, utcnow
 from pixgate.errors import PixgateError
 from pixgate.queue.notifications import InProcessNotifications, Notifications
+from pixgate.queue.rows import queued_job
 from pixgate.spec.catalog import ModelSpec
 from pixgate.spec.request import GenerationRequest
 
@@ -113,23 +114,34 @@ class JobQueue:
                 cap_reserved = await billing.reserve(s, key, req.n, price, job_id, self.currency)
             await s.execute(
                 insert(Job).values(
-                    id=job_id,
-                    key_id=key.id if key else None,
-                    user_id=key.user_id if key else None,
-                    request_id=request_id,
-                    model=spec.name,
-                    kind=req.kind,
-                    status="queued",
-                    request=req.model_dump(mode="json"),
-                    n=req.n,
-                    seed=req.seed,
-                    price_minor=price,
-                    cap_reserved=cap_reserved,
-                    cost_minor=0,
-                    n_succeeded=0,
-                    attempts=0,
-                    created_at=utcnow(),
+                    **queued_job(
+                        job_id,
+                        kind=req.kind,
+                        model=spec.name,
+                        request=req.model_dump(mode="json"),
+                        n=req.n,
+                        seed=req.seed,
+                        key=key,
+                        request_id=request_id,
+                        price_minor=price,
+                        cap_reserved=cap_reserved,
+                    ),
                     **(task or {}),
+                )
+            )
+        self.notifications.job_queued()
+        return job_id
+
+    async def enqueue_unbilled(
+        self, kind: str, model: str, request: dict[str, Any], n: int, seed: int
+    ) -> str:
+        """Queue a job no account pays for and no key owns (a worker-side step such as
+        drawing marks on copies of a finished job's images); returns its id."""
+        job_id = uuid.uuid4().hex
+        async with self.db.write() as s:
+            await s.execute(
+                insert(Job).values(
+                    **queued_job(job_id, kind=kind, model=model, request=request, n=n, seed=seed)
                 )
             )
         self.notifications.job_queued()

@@ -12,14 +12,11 @@ the originals' expiry.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import insert
 
-from pixgate.db import Job, utcnow
 from pixgate.processing.chain import remark
 from pixgate.spec.request import Watermark
 
@@ -64,30 +61,9 @@ async def enqueue_mark(
             for i in images
         ],
     )
-    job_id = uuid.uuid4().hex
-    async with queue.db.write() as s:
-        await s.execute(
-            insert(Job).values(
-                id=job_id,
-                key_id=None,
-                user_id=None,
-                request_id=None,
-                model=model,
-                kind=MARK_KIND,
-                status="queued",
-                request=request.model_dump(mode="json"),
-                n=len(images),
-                seed=seed,
-                price_minor=0,
-                cap_reserved=False,
-                cost_minor=0,
-                n_succeeded=0,
-                attempts=0,
-                created_at=utcnow(),
-            )
-        )
-    queue.notifications.job_queued()
-    return job_id
+    return await queue.enqueue_unbilled(
+        MARK_KIND, model, request.model_dump(mode="json"), len(images), seed
+    )
 
 
 def draw_marks(storage: Any, settings: Settings, request: MarkRequest) -> list[dict[str, Any]]:
