@@ -17,7 +17,7 @@ from pixgate.core.views import (
     delivery_view,
     task_view,
 )
-from pixgate.db import Database
+from pixgate.db import Database, Job
 from pixgate.errors import PixgateError
 from pixgate.metrics import Metrics
 from pixgate.queue import marks, webhooks
@@ -47,12 +47,13 @@ class Tasks:
         self._worker_here = worker_here  # a worker runs in this process (hand-over, no poll)
 
     # --- the synchronous path ------------------------------------------------------------
-    async def wait_result(self, job_id: str, request_id: str | None = None) -> GenerationResult:
-        """Wait for a submitted job (failing it after the generation timeout) and return
-        its images, or raise the PixgateError its failure maps to."""
+    async def _wait_or_time_out(self, job_id: str) -> Job:
+        """The job once finished, or failed as `generation_timeout` (reservation released,
+        a local worker told to stop) when it is still queued or running after
+        `generation_timeout_seconds`."""
         timeout = self._settings.generation_timeout_seconds
-        # With a worker in this process, results arrive by hand-over; polling is only for
-        # workers elsewhere, so it can start slow.
+        # With a worker in this process, the finish arrives as a notification; polling is
+        # only for workers elsewhere, so it can start slow.
         job = await self._queue.wait(
             job_id,
             timeout,
@@ -68,6 +69,12 @@ class Tasks:
             )
             job = await self._queue.get(job_id)
         assert job is not None
+        return job
+
+    async def wait_result(self, job_id: str, request_id: str | None = None) -> GenerationResult:
+        """Wait for a submitted job (failing it after the generation timeout) and return
+        its images, or raise the PixgateError its failure maps to."""
+        job = await self._wait_or_time_out(job_id)
         self._metrics.jobs_finished.labels(model=job.model, status=job.status).inc()
         view = task_view(job)
         if view.status != "succeeded":
@@ -168,22 +175,11 @@ class Tasks:
         job_id = await marks.enqueue_mark(
             self._queue, result.job_id, model, result.seed, result.images, mark
         )
-        timeout = self._settings.generation_timeout_seconds
-        job = await self._queue.wait(
-            job_id,
-            timeout,
-            max_poll=self._settings.worker_poll_seconds * 2,
-            first_poll=0.5 if self._worker_here() else 0.05,
-        )
-        if job is None or not job.finished:
-            await self._queue.fail(
-                job_id,
-                "generation_timeout",
-                f"exceeded {timeout:g} s",
-                statuses=("queued", "running"),
-            )
-            raise PixgateError("generation_timeout", args_={"timeout": f"{timeout:g}"})
+        job = await self._wait_or_time_out(job_id)
         if job.status != "succeeded":
+            if job.error_code == "generation_timeout":
+                timeout = f"{self._settings.generation_timeout_seconds:g}"
+                raise PixgateError("generation_timeout", args_={"timeout": timeout})
             raise PixgateError("generation_failed", args_={"request_id": result.job_id})
         images = [
             GeneratedImage(i["path"], i["expires"], i["seed"], i["format"]) for i in job.images
