@@ -190,6 +190,28 @@ _MESSAGES: dict[str, tuple[int, str, str]] = {
         "Model '{model}' could not be loaded: {detail}",
         "模型 '{model}' 无法加载:{detail}",
     ),
+    "upstream_error": (
+        502,
+        "The upstream provider of model '{model}' failed ({detail}); nothing was charged.",
+        "模型 '{model}' 的上游服务出错({detail}),本次不计费。",
+    ),
+    "upstream_timeout": (
+        504,
+        "The upstream provider of model '{model}' did not answer in time ({detail}); "
+        "nothing was charged.",
+        "模型 '{model}' 的上游服务响应超时({detail}),本次不计费。",
+    ),
+    "no_channel": (
+        503,
+        "No upstream channel can serve model '{model}' now ({detail}); retry later, nothing "
+        "was charged.",
+        "模型 '{model}' 暂无可用的上游通道({detail}),请稍后重试,本次不计费。",
+    ),
+    "upstream_rejected": (
+        400,
+        "The upstream provider of model '{model}' refused the request: {detail}",
+        "模型 '{model}' 的上游服务拒绝了该请求:{detail}",
+    ),
     "shutting_down": (503, "The server is shutting down.", "服务正在关闭。"),
     "generation_timeout": (
         504,

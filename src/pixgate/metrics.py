@@ -42,3 +42,22 @@ class Metrics:
             ["model", "status"],
             registry=self.registry,
         )
+        self.channel_requests = Counter(
+            "pixgate_channel_requests_total",
+            "Upstream channel calls, by outcome (ok, or the failure kind)",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.channel_latency = Histogram(
+            "pixgate_channel_request_duration_seconds",
+            "Upstream channel call latency",
+            ["channel"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
+        self.channel_state = Gauge(
+            "pixgate_channel_state",
+            "Channel state: 0 closed, 1 half-open or waiting out Retry-After, 2 open, 3 disabled",
+            ["channel"],
+            registry=self.registry,
+        )

@@ -3,13 +3,21 @@ and an optional TOML config file (in that order of precedence)."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,6 +26,7 @@ from pydantic_settings import (
 )
 
 from pixgate.spec.catalog import LoraSpec, ModelSpec, Style
+from pixgate.spec.channels import ChannelSpec
 
 
 def default_data_dir() -> Path:
@@ -76,6 +85,24 @@ class Settings(BaseSettings):
         "(random weights: noise).",
     )
     models: list[ModelSpec] = Field(default_factory=list)
+    channels: list[ChannelSpec] = Field(
+        default_factory=list,
+        description="[[channels]]: upstream image APIs that models are relayed to.",
+    )
+    relay_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Upstream calls one relayed request may make in all (each channel at "
+        "most once) before it fails.",
+    )
+    relay_concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Relayed jobs one worker runs at once (they wait on the network, not on "
+        "a GPU; per-channel max_concurrency bounds each upstream).",
+    )
     loras: list[LoraSpec] = Field(
         default_factory=list, description="[[loras]]: LoRA files requests may apply."
     )
@@ -217,6 +244,39 @@ class Settings(BaseSettings):
             raise ValueError(f"duplicate model names in [[models]]: {', '.join(dupes)}")
         return models
 
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, channels: list[ChannelSpec]) -> list[ChannelSpec]:
+        names = [c.name for c in channels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate channel names in [[channels]]: {', '.join(dupes)}")
+        return channels
+
+    @model_validator(mode="after")
+    def _relayed_models(self) -> Settings:
+        """Every channel a model names exists; the model learns its channels' types."""
+        by_name = {c.name: c for c in self.channels}
+        known = ", ".join(by_name) or "none configured"
+        linked = []
+        for i, model in enumerate(self.models):
+            for name in model.channels:
+                if name not in by_name:
+                    raise ValueError(
+                        f"[[models]] #{i + 1} ({model.name}): channels: unknown channel "
+                        f"{name!r}; [[channels]] names: {known}"
+                    )
+            types = [by_name[name].type for name in model.channels]
+            linked.append(model.model_copy(update={"channel_types": types}) if types else model)
+        self.models = linked
+        return self
+
+    def channel(self, name: str) -> ChannelSpec | None:
+        for channel in self.channels:
+            if channel.name == name:
+                return channel
+        return None
+
     @field_validator("fetch_image_allow", "webhook_allow")
     @classmethod
     def _networks(cls, cidrs: list[str]) -> list[str]:
@@ -257,6 +317,41 @@ class Settings(BaseSettings):
         return self.models_path or self.data_dir / "models"
 
 
+class ConfigError(ValueError):
+    """An invalid configuration; the message names each bad entry and field, without the
+    values given."""
+
+
+def describe_errors(exc: ValidationError, raw: dict[str, Any] | None = None) -> str:
+    """A config's validation errors, one per line, naming the table entry and field
+    ("[[channels]] #2 (sf): type: Input should be ...") and never echoing the values given,
+    which may be credentials."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        where = ".".join(loc) or "config"
+        if (
+            len(loc) >= 2
+            and loc[0] in ("models", "channels", "loras", "styles")
+            and loc[1].isdigit()
+        ):
+            index = int(loc[1])
+            entries = (raw or {}).get(loc[0])
+            name = ""
+            if (
+                isinstance(entries, list)
+                and index < len(entries)
+                and isinstance(entries[index], dict)
+            ):
+                name = f" ({entries[index].get('name') or entries[index].get('id') or '?'})"
+            where = f"[[{loc[0]}]] #{index + 1}{name}" + (
+                f": {'.'.join(loc[2:])}" if loc[2:] else ""
+            )
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return "\n".join(lines)
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build settings from `overrides` > env > TOML file > defaults.
 
@@ -283,4 +378,13 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
                 sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
             return tuple(sources)
 
-    return _FileSettings(**values)
+    try:
+        return _FileSettings(**values)
+    except ValidationError as exc:
+        raw: dict[str, Any] = {}
+        if path is not None:
+            import tomllib
+
+            with contextlib.suppress(OSError, tomllib.TOMLDecodeError):
+                raw = tomllib.loads(Path(path).read_text())
+        raise ConfigError(describe_errors(exc, {**raw, **values})) from None

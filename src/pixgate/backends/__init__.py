@@ -3,8 +3,9 @@
 - `builtin:<name>`, a hub id (`org/name`) or a local path -> `diffusers` (needs the
   `pixgate[engine]` extra: torch, diffusers, transformers);
 - `fake:<options>` -> `fake` (solid colours, for tests and benchmarks; see backends/fake.py);
-- `channel:<name>` -> the relay backend, reserved for the upstream-channel issue: today its
-  jobs fail as `model_unavailable`, naming the model.
+- `channel:<name>` (or a model's `channels = [...]`) -> `channel`, the relay backend
+  (pixgate.backends.relay: other image APIs, no torch). It is an `AsyncBackend`: the
+  worker runs its jobs concurrently on the event loop rather than on the engine thread.
 
 Backend modules are imported by name, when first needed, so importing this package (as the
 worker does) never imports torch: a worker serves the backends its machine has. Each
@@ -18,7 +19,14 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-from pixgate.backends.base import Backend, BackendError, BackendResult, StepCallback
+from pixgate.backends.base import (
+    AsyncBackend,
+    Backend,
+    BackendError,
+    BackendResult,
+    StepCallback,
+    UpstreamAttempt,
+)
 from pixgate.backends.fake import FakeOptionsError, parse_source
 from pixgate.spec.catalog import ModelSpec
 
@@ -26,15 +34,18 @@ if TYPE_CHECKING:
     from pixgate.settings import Settings
 
 __all__ = [
+    "AsyncBackend",
     "Backend",
     "BackendError",
     "BackendKind",
     "BackendResult",
     "Backends",
     "StepCallback",
+    "UpstreamAttempt",
     "backend_kind",
     "check_catalog",
     "check_source",
+    "is_relayed",
 ]
 
 BackendKind = Literal["diffusers", "fake", "channel"]
@@ -43,6 +54,7 @@ BackendKind = Literal["diffusers", "fake", "channel"]
 MODULES: dict[str, str] = {
     "diffusers": "pixgate.backends.diffusers.backend",
     "fake": "pixgate.backends.fake",
+    "channel": "pixgate.backends.relay.backend",
 }
 ENGINE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft", "safetensors")
 INSTALL_ENGINE = "pip install 'pixgate[engine]'"
@@ -54,6 +66,11 @@ def backend_kind(spec: ModelSpec) -> BackendKind:
     if kind in ("fake", "channel"):
         return kind
     return "diffusers"
+
+
+def is_relayed(spec: ModelSpec) -> bool:
+    """Whether the model is served by upstream channels (the worker's relay lane)."""
+    return backend_kind(spec) == "channel"
 
 
 def check_source(source: str) -> None:
@@ -93,11 +110,6 @@ class Backends:
     def get(self, spec: ModelSpec) -> Backend:
         """The backend serving `spec`, made on first use; BackendError if there is none."""
         kind = backend_kind(spec)
-        if kind not in MODULES:
-            raise BackendError(
-                "model_unavailable",
-                f"model {spec.name}: upstream channels ({spec.source}) are not served yet",
-            )
         try:
             check_source(spec.source)
         except ValueError as exc:

@@ -11,7 +11,7 @@ made). Failures a client should hear about carry a stable job error code in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pixgate.spec.catalog import ModelSpec
@@ -23,8 +23,33 @@ generation (the worker does, when every job of the batch was cancelled); a backe
 that exception through unchanged."""
 
 BackendErrorCode = Literal[
-    "model_unavailable", "invalid_sampler", "invalid_lora", "generation_failed"
+    "model_unavailable",
+    "invalid_sampler",
+    "invalid_lora",
+    "generation_failed",
+    # the relay backend's (pixgate.backends.relay): every channel failed (502), every call
+    # timed out (504), no channel could be tried (503), the upstream refused the request
+    # itself (400, with its message), or refused its content (451)
+    "upstream_error",
+    "upstream_timeout",
+    "no_channel",
+    "upstream_rejected",
+    "content_refused",
 ]
+
+
+@dataclass(frozen=True)
+class UpstreamAttempt:
+    """One call a relayed job made to an upstream channel: `outcome` is `ok` or the
+    failure kind (connect, timeout, busy, server, bad_response, auth, rejected, content)."""
+
+    channel: str
+    outcome: str
+    latency_ms: int
+    http_status: int | None = None
+    images: int = 0
+    cost_minor: int = 0
+    error: str | None = None
 
 
 class BackendError(Exception):
@@ -33,10 +58,16 @@ class BackendError(Exception):
     LoRA does not fit the loaded model (`invalid_sampler`, `invalid_lora`: found only once
     it is loaded), or anything else a backend reports on purpose (`generation_failed`)."""
 
-    def __init__(self, code: BackendErrorCode, message: str):
+    def __init__(
+        self,
+        code: BackendErrorCode,
+        message: str,
+        attempts: Sequence[UpstreamAttempt] = (),
+    ):
         super().__init__(message)
         self.code: BackendErrorCode = code
         self.message = message
+        self.attempts = list(attempts)  # a relayed job's upstream calls, all failed
 
 
 @dataclass
@@ -46,6 +77,11 @@ class BackendResult:
 
     images: list[Any | None]  # PIL images
     inference_seconds: float
+    # relayed jobs: the channel that made the images, every upstream call made, and what
+    # the images cost the operator upstream
+    channel: str | None = None
+    attempts: list[UpstreamAttempt] = field(default_factory=list)
+    upstream_cost_minor: int = 0
 
 
 @runtime_checkable
@@ -75,4 +111,24 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release what the backend holds (loaded pipelines, connections)."""
+        ...
+
+
+ProgressCallback = Callable[[float], None]
+
+
+@runtime_checkable
+class AsyncBackend(Protocol):
+    """A backend whose work is waiting on the network (the relay): the worker runs many of
+    its calls at once on the event loop, one job per call, instead of one batch at a time
+    on the engine thread. Cancelling the coroutine abandons the call."""
+
+    async def generate(
+        self, req: GenerationRequest, spec: ModelSpec, progress: ProgressCallback
+    ) -> BackendResult:
+        """The images of one request (raise BackendError when none can be made)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close connections; called on the loop that made them."""
         ...

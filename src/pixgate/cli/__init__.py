@@ -9,6 +9,7 @@ other module is one command group and registers its commands on the app when imp
 - `generate`: `generate`
 - `accounts`: `users`, `credit`, `codes`
 - `records`: `ledger`, `jobs`, `audit`
+- `channels`: `channels list|test|enable|disable`
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from pixgate.cli.common import app
 
 # Imported in the order `pixgate --help` lists the groups.
 # isort: off
-from pixgate.cli import serve, keys, models, generate, accounts, records
+from pixgate.cli import serve, keys, models, generate, accounts, records, channels
 # isort: on
 
-__all__ = ["accounts", "app", "generate", "keys", "main", "models", "records", "serve"]
+__all__ = ["accounts", "app", "channels", "generate", "keys", "main", "models", "records", "serve"]
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from pixgate.core.identity import Identity
 from pixgate.core.views import LedgerView, TaskView, ledger_view, task_view
 from pixgate.db import ApiKey, Database, User
 from pixgate.errors import invalid
+from pixgate.queue import queries
 from pixgate.queue.jobs import JobQueue
 from pixgate.spec.catalog import Catalog
 
@@ -90,7 +91,7 @@ class Administration:
     # --- jobs and the books --------------------------------------------------------------
     async def jobs(self, user: str | None, status: str | None, limit: int) -> list[TaskView]:
         user_id = await users.user_filter(self._db, user)
-        return [task_view(j) for j in await self._queue.recent(user_id, status, limit)]
+        return [task_view(j) for j in await queries.recent_jobs(self._db, user_id, status, limit)]
 
     async def audit(self) -> list[str]:
         """Every mismatch between balances, the ledger, jobs and key counters."""

@@ -24,6 +24,7 @@ from pixgate.accounts.secrets import SecretBox, server_secret
 from pixgate.backends import check_catalog
 from pixgate.core.admin import Administration
 from pixgate.core.admission import AdmissionDesk
+from pixgate.core.channels import Channels
 from pixgate.core.identity import Identity, SignedCaller
 from pixgate.core.tasks import Tasks
 from pixgate.core.views import GeneratedImage, GenerationResult, TaskView, task_view
@@ -97,6 +98,7 @@ class Pixgate:
             lambda: self.worker is not None,
         )
         self.admin = Administration(self.db, self.catalog, self.queue, self.box, self.identity)
+        self.channels = Channels(settings, self.catalog, self.db)
 
     async def start(self, with_worker: bool | None = None) -> None:
         self.loop = asyncio.get_running_loop()

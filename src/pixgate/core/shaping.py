@@ -10,6 +10,7 @@ from typing import Literal
 
 from pixgate.errors import invalid
 from pixgate.spec.catalog import ModelSpec, parse_size
+from pixgate.spec.channels import KIND_WORDS, refused_fields, refused_kind
 from pixgate.spec.request import (
     MAX_SEED,
     GenerationRequest,
@@ -25,13 +26,59 @@ from pixgate.spec.samplers import find_sampler, sampler_names
 MAX_HIRES_SIDE = 2048  # as AUTOMATIC1111 caps its hires fix
 
 
+# img2img denoising strength when a request sets none (inpainting repaints the masked area)
+DEFAULT_STRENGTH: dict[str, float] = {"img2img": 0.75, "inpaint": 1.0, "variation": 0.6}
+
+
 @dataclass(frozen=True)
 class FieldNames:
+    """A dialect's names of the fields errors name."""
+
     size: str = "size"
     n: str = "n"
     steps: str = "num_inference_steps"
     sampler: str = "sampler"
     hires: str = "hires"
+    seed: str = "seed"
+    guidance: str = "guidance_scale"
+    negative_prompt: str = "negative_prompt"
+    strength: str = "strength"
+    lora: str = "lora"
+    model: str = "model"
+
+    def of(self, field: str) -> str:
+        """The dialect's name of one of pixgate's optional request fields."""
+        return getattr(self, field, field)
+
+
+def check_relay(
+    spec: ModelSpec, kind: Kind, given: set[str], names: FieldNames = FieldNames()
+) -> None:
+    """Refuse, before anything is reserved, what a relayed model's channels cannot send
+    upstream: a kind of request, or an optional field the client set (400 naming it and
+    the model). A model with several channels takes only what all of them can express,
+    since failover may land on any of them."""
+    types = spec.channel_types
+    if not types:
+        return
+    lacking = refused_kind(types, kind)
+    if lacking:
+        what = KIND_WORDS[kind]
+        raise invalid(
+            names.model,
+            f"model {spec.name} is relayed to an upstream ({', '.join(sorted(set(lacking)))}) "
+            f"that cannot do {what}",
+            f"模型 {spec.name} 由上游({', '.join(sorted(set(lacking)))})提供,不支持{what}",
+        )
+    for field, lacking in refused_fields(types, given).items():
+        param = names.of(field)
+        upstream = ", ".join(sorted(set(lacking)))
+        raise invalid(
+            param,
+            f"model {spec.name} is relayed to an upstream ({upstream}) that cannot take "
+            f"{param}; leave it out",
+            f"模型 {spec.name} 由上游({upstream})提供,不支持参数 {param},请不要传入",
+        )
 
 
 def random_seed() -> int:
@@ -74,6 +121,23 @@ def shape_request(
     watermark: Watermark | None = None,
     names: FieldNames = FieldNames(),
 ) -> GenerationRequest:
+    given = {
+        name
+        for name, value in (
+            ("negative_prompt", negative_prompt),
+            ("seed", seed),
+            ("steps", steps),
+            ("guidance", guidance),
+            ("sampler", sampler),
+            ("lora", lora),
+            ("hires", hires),
+            ("strength", strength),
+        )
+        if value not in (None, "", [])
+    }
+    check_relay(spec, kind, given, names)
+    if strength is None:
+        strength = DEFAULT_STRENGTH.get(kind)
     size = spec.default_size if size in (None, "auto") else size.lower()
     try:
         width, height = parse_size(size)

@@ -20,11 +20,14 @@ from pixgate.core.views import (
 from pixgate.db import Database, Job
 from pixgate.errors import PixgateError
 from pixgate.metrics import Metrics
-from pixgate.queue import marks, webhooks
+from pixgate.queue import marks, queries, webhooks
 from pixgate.queue.jobs import JobQueue
 from pixgate.settings import Settings
 from pixgate.spec.request import GenerationRequest, Watermark
 from pixgate.storage import Storage
+
+# job error codes of relayed jobs that are client-facing errors of the same name
+RELAY_ERRORS = ("upstream_error", "upstream_timeout", "no_channel", "upstream_rejected")
 
 
 class Tasks:
@@ -114,7 +117,9 @@ class Tasks:
             "failed": ("failed", False),
             "cancelled": ("failed", True),
         }.get(task_status or "", (task_status, None))
-        rows = await self._queue.recent(caller.user.id, stored, limit, cancelled=cancelled)
+        rows = await queries.recent_jobs(
+            self._db, caller.user.id, stored, limit, cancelled=cancelled
+        )
         return [task_view(j) for j in rows]
 
     async def deliveries(self, caller: Caller, job_id: str) -> list[DeliveryView]:
@@ -148,6 +153,12 @@ class Tasks:
             )
         if code == "cancelled":
             return PixgateError("job_finished", args_={"job": job.id, "status": "cancelled"})
+        if code in RELAY_ERRORS:
+            args = {"model": job.model, "detail": job.error_message or ""}
+            headers = {"Retry-After": "5"} if code == "no_channel" else {}
+            return PixgateError(code, param="model", args_=args, headers=headers)
+        if code == "content_refused":  # an upstream refused the prompt or image
+            return PixgateError(code, param="prompt")
         return PixgateError("generation_failed", args_={"request_id": request_id or job.id})
 
     # --- a result's images ---------------------------------------------------------------

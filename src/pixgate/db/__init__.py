@@ -2,6 +2,8 @@ from pixgate.db.database import Database
 from pixgate.db.tables import (
     ApiKey,
     Base,
+    ChannelAttempt,
+    ChannelState,
     Job,
     LedgerEntry,
     RedemptionCode,
@@ -13,6 +15,8 @@ from pixgate.db.tables import (
 __all__ = [
     "ApiKey",
     "Base",
+    "ChannelAttempt",
+    "ChannelState",
     "Database",
     "Job",
     "LedgerEntry",

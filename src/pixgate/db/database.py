@@ -26,6 +26,10 @@ class Database:
             path = url.split(":///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Every session ends its transaction itself (commit, or rollback on close), so
+            # the pool's own rollback on check-in is a second round trip to the SQLite
+            # thread for nothing.
+            kwargs.update(pool_reset_on_return=None)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine = create_async_engine(url, **kwargs)

@@ -140,6 +140,10 @@ class Job(Base):
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
     webhook_next_at: Mapped[datetime | None] = mapped_column(DateTime)
     webhook_last_error: Mapped[str | None] = mapped_column(Text)
+    # Relayed jobs: the channel whose images were kept, and what the upstream charged the
+    # operator for them (its upstream_price per image); the calls are in channel_attempts.
+    channel: Mapped[str | None] = mapped_column(String(64))
+    upstream_cost_minor: Mapped[int] = mapped_column(BigInteger, default=0)
 
     @property
     def finished(self) -> bool:
@@ -167,3 +171,36 @@ class WebhookAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)  # None: delivered
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ChannelAttempt(Base):
+    """One upstream call of a relayed job (append-only), written in the transaction that
+    finishes the job: outcome `ok` or the failure kind, what it cost, how long it took."""
+
+    __tablename__ = "channel_attempts"
+    __table_args__ = (Index("ix_channel_attempts_channel_created", "channel", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | connect | timeout | busy | ...
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    cost_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ChannelState(Base):
+    """A channel's circuit breaker as its relay workers last saw it, and whether it was
+    disabled (an upstream answering 401/403); read by the admin view. Each worker keeps
+    its own breaker and writes here when the state changes."""
+
+    __tablename__ = "channel_states"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="closed")  # closed | open | half_open
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -22,6 +22,7 @@ from sqlalchemy import func, insert, select, update
 from pixgate.accounts import billing
 from pixgate.db import ApiKey, Database, Job, utcnow
 from pixgate.errors import PixgateError
+from pixgate.queue.claims import ClaimFilter, RelayRecord
 from pixgate.queue.notifications import InProcessNotifications, Notifications
 from pixgate.queue.rows import queued_job
 from pixgate.spec.catalog import ModelSpec
@@ -129,7 +130,7 @@ class JobQueue:
                     **(task or {}),
                 )
             )
-        self.notifications.job_queued()
+        self.notifications.job_queued(spec.name, req.kind)
         return job_id
 
     async def enqueue_unbilled(
@@ -144,29 +145,40 @@ class JobQueue:
                     **queued_job(job_id, kind=kind, model=model, request=request, n=n, seed=seed)
                 )
             )
-        self.notifications.job_queued()
+        self.notifications.job_queued(model, kind)
         return job_id
 
     # --- workers ---------------------------------------------------------------------
-    async def claim(self, worker_id: str, lease_seconds: float) -> Job | None:
-        """Take the oldest queued job (FOR UPDATE SKIP LOCKED on PostgreSQL; the write
-        transaction serializes this on SQLite)."""
+    async def claim(
+        self, worker_id: str, lease_seconds: float, only: ClaimFilter | None = None
+    ) -> Job | None:
+        """Take the oldest queued job (of the models `only` allows, if given)."""
+        jobs = await self.claim_many(worker_id, lease_seconds, only, 1)
+        return jobs[0] if jobs else None
+
+    async def claim_many(
+        self, worker_id: str, lease_seconds: float, only: ClaimFilter | None, limit: int
+    ) -> list[Job]:
+        """Take up to `limit` of the oldest queued jobs in one transaction (FOR UPDATE SKIP
+        LOCKED on PostgreSQL; the write transaction serializes this on SQLite), oldest
+        first."""
         oldest = (
             select(Job.id)
-            .where(Job.status == "queued")
+            .where(Job.status == "queued", *(only.conditions() if only else ()))
             .order_by(Job.created_at)
-            .limit(1)
+            .limit(limit)
             .with_for_update(skip_locked=True)
-            .scalar_subquery()
         )
         async with self.db.write() as s:
-            job = await s.scalar(
-                update(Job)
-                .where(Job.id == oldest, Job.status == "queued")
-                .values(**_claimed_by(worker_id, lease_seconds))
-                .returning(Job)
-            )
-        return job
+            jobs = (
+                await s.scalars(
+                    update(Job)
+                    .where(Job.id.in_(oldest.scalar_subquery()), Job.status == "queued")
+                    .values(**_claimed_by(worker_id, lease_seconds))
+                    .returning(Job)
+                )
+            ).all()
+        return sorted(jobs, key=lambda j: (j.created_at, j.id))
 
     async def claim_compatible(
         self, first: Job, worker_id: str, lease_seconds: float, room: int
@@ -215,9 +227,15 @@ class JobQueue:
         return result.rowcount == 1
 
     async def succeed(
-        self, job: Job, worker_id: str, images: list[dict[str, Any]], inference_seconds: float
+        self,
+        job: Job,
+        worker_id: str,
+        images: list[dict[str, Any]],
+        inference_seconds: float,
+        relay: RelayRecord | None = None,
     ) -> SettleOutcome:
-        """Mark the job done and charge its successful images, in one transaction."""
+        """Mark the job done and charge its successful images, in one transaction (with
+        a relayed job's channel, upstream cost and calls)."""
         ok = len(images)
         async with self.db.write() as s:
             done = await s.scalar(
@@ -234,13 +252,16 @@ class JobQueue:
                     inference_seconds=inference_seconds,
                     finished_at=utcnow(),
                     lease_until=None,
+                    **(relay.columns(ok) if relay else {}),
                 )
                 .returning(Job)
             )
             if done is None:
                 return SettleOutcome(False)
+            if relay is not None:
+                await relay.write(s, job.id)
             await self._settle(s, job, ok)
-        self.notifications.job_finished(job.id)
+        self.notifications.job_finished(job.id, webhook=done.webhook_url is not None)
         return SettleOutcome(True)
 
     async def fail(
@@ -250,8 +271,10 @@ class JobQueue:
         message: str,
         worker_id: str | None = None,
         statuses: tuple[str, ...] = ("running",),
+        relay: RelayRecord | None = None,
     ) -> SettleOutcome:
-        """Finish the job as failed and release its whole reservation (nothing charged)."""
+        """Finish the job as failed and release its whole reservation (nothing charged);
+        a relayed job's failed upstream calls are recorded with it."""
         conditions = [Job.id == job_id, Job.status.in_(statuses)]
         if worker_id is not None:
             conditions.append(Job.worker_id == worker_id)
@@ -270,11 +293,13 @@ class JobQueue:
             )
             if job is None:
                 return SettleOutcome(False)
+            if relay is not None:
+                await relay.write(s, job_id)
             await self._settle(s, job, 0)
         if worker_id is None and job.worker_id is not None:
             # Finished by someone other than its worker (owner, timeout): stop generating.
             self.notifications.job_cancelled(job_id)
-        self.notifications.job_finished(job_id)
+        self.notifications.job_finished(job_id, webhook=job.webhook_url is not None)
         return SettleOutcome(True)
 
     async def _settle(self, session, job: Job, succeeded: int) -> None:
@@ -377,26 +402,6 @@ class JobQueue:
                     return job
                 await finished.wait(min(poll, remaining))
                 poll = min(poll * 2, max_poll)
-
-    async def recent(
-        self,
-        user_id: str | None = None,
-        status: str | None = None,
-        limit: int = 100,
-        cancelled: bool | None = None,
-    ) -> list[Job]:
-        """Jobs newest first, optionally one account's and of one status; `cancelled`
-        True/False keeps only/no jobs cancelled by their owner."""
-        stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
-        if user_id is not None:
-            stmt = stmt.where(Job.user_id == user_id)
-        if status:
-            stmt = stmt.where(Job.status == status)
-        if cancelled is not None:
-            code = func.coalesce(Job.error_code, "")
-            stmt = stmt.where(code == "cancelled" if cancelled else code != "cancelled")
-        async with self.db.read() as s:
-            return list((await s.scalars(stmt)).all())
 
     async def depth(self) -> int:
         async with self.db.read() as s:

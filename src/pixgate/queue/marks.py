@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pixgate.processing.chain import remark
+from pixgate.queue.claims import MARK_KIND  # the job's `kind`: never batched with generations
 from pixgate.spec.request import Watermark
 
 if TYPE_CHECKING:
     from pixgate.queue.jobs import JobQueue
     from pixgate.settings import Settings
-
-MARK_KIND = "mark"  # the job's `kind`: never batched with generations
 
 
 class MarkedImage(BaseModel):

@@ -19,7 +19,7 @@ import asyncio
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
@@ -73,15 +73,21 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+QueuedFilter = Callable[[str, str | None], bool]
+"""Whether a lane wants to hear of a queued job of (model, kind)."""
+
+
 class Notifications(Protocol):
     """What the queue sends and what workers, waiters and webhook deliverers listen to."""
 
-    def job_queued(self) -> None:
-        """A job became claimable (enqueued, requeued, or a lapsed lease was reaped)."""
+    def job_queued(self, model: str | None = None, kind: str | None = None) -> None:
+        """A job became claimable (enqueued, requeued, or a lapsed lease was reaped): of
+        this model and kind when known (None: any; everyone listening looks)."""
         ...
 
-    def job_finished(self, job_id: str) -> None:
-        """The job reached a final state (succeeded, failed, cancelled, timed out)."""
+    def job_finished(self, job_id: str, webhook: bool = True) -> None:
+        """The job reached a final state (succeeded, failed, cancelled, timed out);
+        `webhook`: it may have a webhook to deliver (False spares the deliverers a look)."""
         ...
 
     def job_cancelled(self, job_id: str) -> None:
@@ -89,12 +95,13 @@ class Notifications(Protocol):
         held by the worker running it."""
         ...
 
-    def queued_signal(self) -> Signal:
-        """A signal set on every `job_queued` (kept while the caller holds it)."""
+    def queued_signal(self, accepts: QueuedFilter | None = None) -> Signal:
+        """A signal set on every `job_queued` that `accepts(model, kind)` (all when None),
+        kept while the caller holds it."""
         ...
 
     def finished_signal(self) -> Signal:
-        """A signal set on every `job_finished`, whichever the job."""
+        """A signal set on every `job_finished` that may have a webhook, whichever the job."""
         ...
 
     def watch_finished(self, job_id: str) -> AbstractContextManager[Signal]:
@@ -118,21 +125,24 @@ class InProcessNotifications:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queued: weakref.WeakSet[Signal] = weakref.WeakSet()
+        self._queued: weakref.WeakKeyDictionary[Signal, QueuedFilter | None] = (
+            weakref.WeakKeyDictionary()
+        )
         self._finished: weakref.WeakSet[Signal] = weakref.WeakSet()
         self._watchers: dict[str, list[Signal]] = {}
         self._cancelled: OrderedDict[str, None] = OrderedDict()
 
     # --- sending ----------------------------------------------------------------------
-    def job_queued(self) -> None:
+    def job_queued(self, model: str | None = None, kind: str | None = None) -> None:
         with self._lock:
-            signals = list(self._queued)
-        for signal in signals:
-            signal.set()
+            listening = list(self._queued.items())
+        for signal, accepts in listening:
+            if model is None or accepts is None or accepts(model, kind):
+                signal.set()
 
-    def job_finished(self, job_id: str) -> None:
+    def job_finished(self, job_id: str, webhook: bool = True) -> None:
         with self._lock:
-            signals = [*self._watchers.get(job_id, ()), *self._finished]
+            signals = [*self._watchers.get(job_id, ()), *(self._finished if webhook else ())]
         for signal in signals:
             signal.set()
 
@@ -144,10 +154,10 @@ class InProcessNotifications:
                 self._cancelled.popitem(last=False)
 
     # --- listening --------------------------------------------------------------------
-    def queued_signal(self) -> Signal:
+    def queued_signal(self, accepts: QueuedFilter | None = None) -> Signal:
         signal = Signal()
         with self._lock:
-            self._queued.add(signal)
+            self._queued[signal] = accepts
         return signal
 
     def finished_signal(self) -> Signal:

@@ -15,16 +15,24 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
-from pixgate.backends import BackendError, BackendResult, Backends, backend_kind, check_catalog
+from pixgate.backends import (
+    BackendError,
+    BackendResult,
+    Backends,
+    backend_kind,
+    check_catalog,
+    is_relayed,
+)
 from pixgate.db import Job
 from pixgate.metrics import Metrics
-from pixgate.processing.chain import run_post
+from pixgate.queue.claims import ClaimFilter
 from pixgate.queue.jobs import JobQueue
 from pixgate.queue.marks import MARK_KIND, MarkRequest, draw_marks
+from pixgate.queue.relay_lane import RelayLane
+from pixgate.queue.storing import settle_or_discard, store_images
 from pixgate.settings import Settings
 from pixgate.spec.catalog import Catalog, ModelSpec
 from pixgate.spec.request import GenerationRequest
@@ -99,7 +107,26 @@ class Worker:
         self.ready = False  # backends of the catalog made and models preloaded
         # Set when a job is queued in this process; jobs queued elsewhere are found by
         # polling every worker_poll_seconds.
-        self._queued = queue.notifications.queued_signal()
+        # The engine thread runs local models and mark jobs; relayed models go to the relay
+        # lane, many at once on the loop.
+        relayed = [spec.name for spec in catalog if is_relayed(spec)]
+        self._engine_jobs = ClaimFilter([s.name for s in catalog if not is_relayed(s)], marks=True)
+        self._queued = queue.notifications.queued_signal(self._engine_jobs.accepts)
+        self.relay = (
+            RelayLane(
+                self.id,
+                settings,
+                catalog,
+                queue,
+                storage,
+                metrics,
+                self.backends,
+                relayed,
+                self._post_executor,
+            )
+            if relayed
+            else None
+        )
 
     @property
     def alive(self) -> bool:
@@ -109,6 +136,8 @@ class Worker:
         self._task = asyncio.create_task(self.run(), name="pixgate-worker")
 
     async def run(self) -> None:
+        if self.relay is not None:
+            self.relay.start()
         if self.settings.preload:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._preload)
         self.ready = True
@@ -142,7 +171,7 @@ class Worker:
         forward pass; start renewing their leases. None if the queue is empty."""
         self._queued.clear()  # an enqueue from now on wakes the idle wait
         try:
-            job = await self.queue.claim(self.id, self.settings.lease_seconds)
+            job = await self.queue.claim(self.id, self.settings.lease_seconds, self._engine_jobs)
         except Exception:
             log.exception("claim failed")
             return None
@@ -275,16 +304,21 @@ class Worker:
                     continue
                 try:
                     images = await loop.run_in_executor(
-                        self._post_executor, self._store, job.id, done.req, done.result.images
+                        self._post_executor,
+                        store_images,
+                        self.storage,
+                        self.settings,
+                        job.id,
+                        done.req,
+                        done.result.images,
                     )
                     seconds = done.result.inference_seconds
-                    outcome = await self.queue.succeed(job, self.id, images, seconds)
-                    if outcome.settled:
+                    if await settle_or_discard(
+                        self.queue, self.storage, job, self.id, images, seconds
+                    ):
                         self.metrics.images_generated.labels(model=job.model).inc(len(images))
                         log_.info("job succeeded", images=len(images), seconds=seconds)
-                    else:  # timed out, cancelled or reaped meanwhile: nobody is billed
-                        for image in images:
-                            self.storage.delete(image["path"])
+                    else:
                         log_.info("job result discarded: job no longer held by this worker")
                 except Exception as exc:
                     log_.exception("storing the result failed")
@@ -306,9 +340,7 @@ class Worker:
             log.warning("mark job failed", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
             await self.queue.fail(job.id, "generation_failed", type(exc).__name__, self.id)
             return
-        if not (await self.queue.succeed(job, self.id, images, 0.0)).settled:
-            for image in images:
-                self.storage.delete(image["path"])
+        await settle_or_discard(self.queue, self.storage, job, self.id, images, 0.0)
 
     def _preload(self) -> None:
         """Make the backends the catalog needs and let each preload its models, the
@@ -325,34 +357,6 @@ class Worker:
                 log.warning("backend unavailable", backend=kind, error=exc.message)
                 continue
             backend.preload(kind_specs)
-
-    def _store(
-        self, job_id: str, req: GenerationRequest, pil_images: list[Any | None]
-    ) -> list[dict]:
-        """Run each produced image through the post chain and save it. An image the
-        backend could not produce (None) or that fails to process is left out: it is
-        neither returned nor charged."""
-        stored = []
-        for i, (image, seed) in enumerate(zip(pil_images, req.image_seeds(), strict=True)):
-            if image is None:
-                continue
-            try:
-                data = run_post(image, req, self.settings)
-            except (OSError, ValueError):
-                log.exception("post-processing an image failed", job_id=job_id, index=i)
-                continue
-            ext = "jpg" if req.output_format == "jpeg" else req.output_format
-            file = self.storage.save(f"{job_id}-{i}.{ext}", data)
-            stored.append(
-                {
-                    "path": file.path,
-                    "expires": file.expires,
-                    "seed": seed,
-                    "format": req.output_format,
-                    "bytes": len(data),
-                }
-            )
-        return stored
 
     def _report_progress(self, job_id: str, progress: float) -> None:
         task = asyncio.create_task(self.queue.set_progress(job_id, self.id, progress))
@@ -386,6 +390,8 @@ class Worker:
         self._queued.set()  # out of the idle wait
         if self._task is None:
             return
+        if self.relay is not None:
+            await self.relay.stop(grace)
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
         except TimeoutError:

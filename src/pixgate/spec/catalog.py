@@ -46,8 +46,26 @@ class ModelSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     source: str = Field(
+        default="",
         description="builtin:<name>, a local directory, a Hugging Face hub id (org/name), "
-        "fake:<options> (the test and benchmark backend) or channel:<name> (upstream relay)."
+        "fake:<options> (the test and benchmark backend) or channel:<name> (upstream relay). "
+        "May be left out when `channels` is given.",
+    )
+    channels: list[str] = Field(
+        default_factory=list,
+        description="[[channels]] this model is relayed to, with failover between them "
+        '(`source = "channel:NAME"` is the same as one name here).',
+    )
+    upstream_model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The model's name on the upstream (Volcengine: the req_key); default: name.",
+    )
+    channel_types: list[str] = Field(
+        default_factory=list,
+        description="Set when the config loads, from the model's channels: their types, which "
+        "decide the request fields admission refuses.",
     )
     price: Decimal = Field(default=Decimal(0), ge=0, description="Currency per image.")
     sizes: list[str] = Field(default_factory=lambda: list(TINY_SD_SIZES))
@@ -93,6 +111,34 @@ class ModelSpec(BaseModel):
     demo: bool = Field(
         default=False, description="Set by demo mode: a seed name served by random weights."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_way_to_relay(cls, data: Any) -> Any:
+        """`source = "channel:NAME"` and `channels = [...]` are two spellings of the same
+        thing: both end up set, consistently."""
+        if not isinstance(data, dict):
+            return data
+        source, names = data.get("source") or "", data.get("channels") or []
+        if isinstance(source, str) and source.startswith("channel:"):
+            named = source.removeprefix("channel:")
+            if not named:
+                raise ValueError('source "channel:" must name a channel: "channel:NAME"')
+            if names and list(names) != [named]:
+                raise ValueError(
+                    f'give source = "channel:NAME" or channels = [...], not both ({source!r} '
+                    f"and {list(names)!r})"
+                )
+            return {**data, "channels": [named]}
+        if names:
+            if source:
+                raise ValueError(
+                    f"a model with channels is relayed: leave out source (got {source!r})"
+                )
+            return {**data, "source": "channel:" + ",".join(names)}
+        if not source:
+            raise ValueError("source is required (or channels, for a relayed model)")
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -143,6 +189,11 @@ class ModelSpec(BaseModel):
         if self.source_kind == "builtin":
             return self.source in FLOW_MATCH_BUILTINS
         return self.flow_match
+
+    @property
+    def upstream_name(self) -> str:
+        """What the model is called on its upstream channels."""
+        return self.upstream_model or self.name
 
     @property
     def price_minor(self) -> int:

@@ -150,7 +150,7 @@ async def create_images(
         spec,
         kind="img2img" if image_path else "txt2img",
         image=image_path,
-        strength=(body.strength or 0.75) if image_path else None,
+        strength=body.strength if image_path else None,
         prompt=prompt,
         negative_prompt=negative,
         size=size,
@@ -185,7 +185,8 @@ async def list_models(request: Request) -> JSONResponse:
             "object": "model",
             "created": 0,
             "owned_by": "pixgate",
-            "source": m.source,
+            # a relayed model says so, not which upstreams serve it (the operator's business)
+            "source": "relay" if m.channels else m.source,
             "demo": m.demo,
             "random_weights": m.source_kind == "builtin",
             "description": m.description,

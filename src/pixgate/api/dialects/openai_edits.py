@@ -150,9 +150,7 @@ async def _generate(request: Request, caller: Caller, form: FormData, kind: str)
         prompt=body.prompt,
         image=await admission.save_input(image, "image", "RGB"),
         mask=await admission.save_input(mask_image, "mask") if mask_image else None,
-        strength=body.strength
-        if body.strength is not None
-        else (1.0 if mode == "inpaint" else 0.75 if mode == "img2img" else 0.6),
+        strength=body.strength,
         negative_prompt=body.negative_prompt,
         size=size,
         n=body.n,

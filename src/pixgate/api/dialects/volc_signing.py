@@ -2,6 +2,10 @@
 the official SDK builds it (`volcengine/auth/SignerV4.py`), so the SDK and every client that
 follows Volcengine's signing guide are accepted unchanged.
 
+The algorithm itself (canonical request, key derivation, signature) is `pixgate.volc_v4`,
+shared with the relay backend, which signs its calls to Volcengine with it; this module
+parses the Authorization header, checks X-Date and raises pixgate's errors.
+
 The access key is a pixgate key's id and the secret key is that key's signing secret. This
 module only checks a signature against a secret it is given; looking the key up, counting
 failures and remembering signatures against replay are the caller's.
@@ -17,12 +21,12 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, quote
 
+from pixgate import volc_v4
 from pixgate.errors import PixgateError
+from pixgate.volc_v4 import ALGORITHM, DATE_FORMAT
+from pixgate.volc_v4 import canonical_query as canonical_query  # re-exported
 
-ALGORITHM = "HMAC-SHA256"
-DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 MAX_SKEW_SECONDS = 15 * 60  # a request dated further from our clock, either way, is refused
 
 
@@ -39,7 +43,7 @@ class Credential:
 
     @property
     def scope(self) -> str:
-        return f"{self.date}/{self.region}/{self.service}/request"
+        return volc_v4.scope(self.date, self.region, self.service)
 
 
 def _malformed(detail: str, detail_zh: str) -> PixgateError:
@@ -103,69 +107,17 @@ def check_date(x_date: str | None, credential: Credential, now: datetime) -> dat
     return signed_at
 
 
-def _quote(text: str) -> str:
-    return quote(text, safe="-_.~")
-
-
-def canonical_query(raw_query: str) -> str:
-    """Keys sorted, each value percent-encoded (RFC 3986 unreserved kept), repeated keys in
-    the order sent: the SDK's `Util.norm_query`."""
-    grouped: dict[str, list[str]] = {}
-    for key, value in parse_qsl(raw_query, keep_blank_values=True):
-        grouped.setdefault(key, []).append(value)
-    pairs = [f"{_quote(k)}={_quote(v)}" for k in sorted(grouped) for v in grouped[k]]
-    return "&".join(pairs).replace("+", "%20")
-
-
-def canonical_uri(path: str) -> str:
-    return quote(path or "/").replace("%2F", "/").replace("+", "%20")
-
-
-def _header_value(name: str, headers: Mapping[str, str]) -> str:
-    value = headers.get(name)
-    if value is None:
-        raise _malformed(f"signed header {name!r} is not in the request", f"签名头 {name!r} 不存在")
-    value = value.strip()
-    if name == "host":  # the SDK signs host without a default port
-        host, sep, port = value.rpartition(":")
-        if sep and port in ("80", "443"):
-            value = host
-    return value
-
-
-def canonical_request(
-    method: str,
-    path: str,
-    raw_query: str,
-    headers: Mapping[str, str],
-    signed_headers: tuple[str, ...],
-    body_sha256: str,
-) -> str:
-    header_block = "".join(f"{n}:{_header_value(n, headers)}\n" for n in signed_headers)
-    return "\n".join(
-        [
-            method.upper(),
-            canonical_uri(path),
-            canonical_query(raw_query),
-            header_block,
-            ";".join(signed_headers),
-            body_sha256,
-        ]
-    )
-
-
-def _hmac(key: bytes, text: str) -> bytes:
-    return hmac.new(key, text.encode(), hashlib.sha256).digest()
-
-
-def signature(secret: str, credential: Credential, x_date: str, canonical: str) -> str:
-    """The hex signature of a canonical request under `secret`."""
-    key = secret.encode()
-    for part in (credential.date, credential.region, credential.service, "request"):
-        key = _hmac(key, part)
-    hashed = hashlib.sha256(canonical.encode()).hexdigest()
-    to_sign = "\n".join([ALGORITHM, x_date, credential.scope, hashed])
-    return _hmac(key, to_sign).hex()
+def _signed_values(headers: Mapping[str, str], signed_headers: tuple[str, ...]) -> dict[str, str]:
+    """The signed headers' values, refused when one is not in the request."""
+    values: dict[str, str] = {}
+    for name in signed_headers:
+        value = headers.get(name)
+        if value is None:
+            raise _malformed(
+                f"signed header {name!r} is not in the request", f"签名头 {name!r} 不存在"
+            )
+        values[name] = value
+    return values
 
 
 def verify(
@@ -192,10 +144,18 @@ def verify(
                 "detail_zh": "X-Content-Sha256 与收到的请求体的 SHA-256 不一致",
             },
         )
-    canonical = canonical_request(
-        method, path, raw_query, headers, credential.signed_headers, body_sha256
+    signed = credential.signed_headers
+    canonical = volc_v4.canonical_request(
+        method, path, raw_query, _signed_values(headers, signed), signed, body_sha256
     )
-    expected = signature(secret, credential, headers.get("x-date", ""), canonical)
+    expected = volc_v4.signature(
+        secret,
+        credential.date,
+        credential.region,
+        credential.service,
+        headers.get("x-date", ""),
+        canonical,
+    )
     if not hmac.compare_digest(expected, credential.signature):
         raise PixgateError(
             "signature_mismatch",

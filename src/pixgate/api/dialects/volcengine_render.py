@@ -86,6 +86,9 @@ _BUSINESS: dict[str, tuple[int, str, int]] = {
     "internal_error": (50500, "Internal Error", 500),
     "generation_timeout": (50501, "Internal RPC Error", 500),
     "model_unavailable": (50501, "Internal RPC Error", 500),
+    "upstream_error": (50500, "Internal Error", 500),
+    "upstream_timeout": (50501, "Internal RPC Error", 500),
+    "no_channel": (50501, "Internal RPC Error", 500),
 }
 
 # content_refused by the field refused: input text, text drawn on the image, input images
@@ -119,6 +122,7 @@ _GATEWAY: dict[str, tuple[str, int | None, int]] = {
     "unknown_parameter": _INVALID_PARAMETER,
     "invalid_json": _INVALID_PARAMETER,
     "conflicting_values": _INVALID_PARAMETER,
+    "upstream_rejected": _INVALID_PARAMETER,
     "body_too_large": ("InvalidParameter", None, 413),
     "method_not_allowed": ("MethodNotAllowed", None, 405),
     "not_found": ("InvalidActionOrVersion", 100008, 404),
