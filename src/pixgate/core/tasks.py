@@ -57,11 +57,13 @@ class Tasks:
         timeout = self._settings.generation_timeout_seconds
         # With a worker in this process, the finish arrives as a notification; polling is
         # only for workers elsewhere, so it can start slow.
+        here = self._worker_here()
         job = await self._queue.wait(
             job_id,
             timeout,
             max_poll=self._settings.worker_poll_seconds * 2,
-            first_poll=0.5 if self._worker_here() else 0.05,
+            first_poll=0.5 if here else 0.05,
+            look_first=not here,
         )
         if job is not None and not job.finished:
             await self._queue.fail(

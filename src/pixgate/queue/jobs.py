@@ -14,33 +14,38 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
 
 from pixgate.accounts import billing
 from pixgate.db import ApiKey, Database, Job, utcnow
 from pixgate.errors import PixgateError
-from pixgate.queue.claims import ClaimFilter, RelayRecord
+from pixgate.queue.claims import Claims, RelayRecord, claimed_by
 from pixgate.queue.notifications import InProcessNotifications, Notifications
 from pixgate.queue.rows import queued_job
 from pixgate.spec.catalog import ModelSpec
 from pixgate.spec.request import GenerationRequest
 
-BATCH_CANDIDATES = 64  # queued jobs looked at when filling a batch
 
+class Taker(Protocol):
+    """A worker lane that takes jobs at admission (`JobQueue.add_taker`)."""
 
-def _claimed_by(worker_id: str, lease_seconds: float) -> dict[str, Any]:
-    """The column values of a job a worker has just claimed."""
-    now = utcnow()
-    return {
-        "status": "running",
-        "worker_id": worker_id,
-        "lease_until": now + timedelta(seconds=lease_seconds),
-        "started_at": now,
-        "attempts": Job.attempts + 1,
-    }
+    slot: tuple[str, float]  # (worker id, lease seconds) a taken job is claimed with
+
+    def accepts(self, model: str, kind: str | None) -> bool: ...
+
+    def reserve(self) -> bool:
+        """Hold room for one job, if there is room (and no queued backlog to serve first)."""
+        ...
+
+    def release(self) -> None:
+        """Give back a reserved room: the job was not admitted."""
+        ...
+
+    def adopt(self, job: Job) -> None:
+        """Run a job claimed for it at admission, in its reserved room."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class Admission:
     concurrency: int | None = None  # in-flight jobs per account; None: unlimited
 
 
-class JobQueue:
+class JobQueue(Claims):
     def __init__(
         self,
         db: Database,
@@ -72,6 +77,7 @@ class JobQueue:
         self.currency = currency
         # What workers, waiters and the webhook deliverer of this process listen to.
         self.notifications = notifications or InProcessNotifications()
+        self._takers: list[Taker] = []
 
     # --- admission -------------------------------------------------------------------
     async def enqueue(
@@ -88,50 +94,82 @@ class JobQueue:
         job_id = uuid.uuid4().hex
         key = who.key if who else None
         price = spec.price_minor if self.billing_enabled else 0
-        async with self.db.write() as s:
-            depth = await s.scalar(
-                select(func.count()).select_from(Job).where(Job.status == "queued")
-            )
-            if depth >= self.max_queue:
-                raise PixgateError(
-                    "queue_full",
-                    args_={"depth": depth, "retry_after": 5},
-                    headers={"Retry-After": "5"},
+        taker: Taker | None = None
+        try:
+            async with self.db.write() as s:
+                depth = await s.scalar(
+                    select(func.count()).select_from(Job).where(Job.status == "queued")
                 )
-            if who is not None and who.concurrency is not None:
-                in_flight = await s.scalar(
-                    select(func.count())
-                    .select_from(Job)
-                    .where(Job.user_id == key.user_id, Job.status.in_(("queued", "running")))
-                )
-                if in_flight >= who.concurrency:
+                if depth >= self.max_queue:
                     raise PixgateError(
-                        "too_many_in_flight",
-                        args_={"limit": who.concurrency, "plan": who.plan},
-                        headers={"Retry-After": "1"},
+                        "queue_full",
+                        args_={"depth": depth, "retry_after": 5},
+                        headers={"Retry-After": "5"},
                     )
-            cap_reserved = False
-            if key is not None and self.billing_enabled:
-                cap_reserved = await billing.reserve(s, key, req.n, price, job_id, self.currency)
-            await s.execute(
-                insert(Job).values(
-                    **queued_job(
-                        job_id,
-                        kind=req.kind,
-                        model=spec.name,
-                        request=req.model_dump(mode="json"),
-                        n=req.n,
-                        seed=req.seed,
-                        key=key,
-                        request_id=request_id,
-                        price_minor=price,
-                        cap_reserved=cap_reserved,
-                    ),
-                    **(task or {}),
+                if who is not None and who.concurrency is not None:
+                    in_flight = await s.scalar(
+                        select(func.count())
+                        .select_from(Job)
+                        .where(Job.user_id == key.user_id, Job.status.in_(("queued", "running")))
+                    )
+                    if in_flight >= who.concurrency:
+                        raise PixgateError(
+                            "too_many_in_flight",
+                            args_={"limit": who.concurrency, "plan": who.plan},
+                            headers={"Retry-After": "1"},
+                        )
+                cap_reserved = False
+                if key is not None and self.billing_enabled:
+                    cap_reserved = await billing.reserve(
+                        s, key, req.n, price, job_id, self.currency
+                    )
+                row = queued_job(
+                    job_id,
+                    kind=req.kind,
+                    model=spec.name,
+                    request=req.model_dump(mode="json"),
+                    n=req.n,
+                    seed=req.seed,
+                    key=key,
+                    request_id=request_id,
+                    price_minor=price,
+                    cap_reserved=cap_reserved,
                 )
-            )
-        self.notifications.job_queued(spec.name, req.kind)
+                # A worker lane of this process with room takes the job in this very
+                # transaction (no claim transaction, no wake-up): the job starts running.
+                taker = self._taker(spec.name, req.kind)
+                if taker is not None:
+                    worker_id, lease = taker.slot
+                    row.update(claimed_by(worker_id, lease), attempts=1)
+                    job = await s.scalar(insert(Job).values(**row, **(task or {})).returning(Job))
+                else:
+                    await s.execute(insert(Job).values(**row, **(task or {})))
+        except BaseException:
+            if taker is not None:
+                taker.release()
+            raise
+        if taker is not None:
+            taker.adopt(job)
+        else:
+            self.notifications.job_queued(spec.name, req.kind)
         return job_id
+
+    # --- in-process hand-over --------------------------------------------------------
+    def add_taker(self, taker: Taker) -> None:
+        """A worker lane of this process that takes new jobs at admission while it has
+        room (the relay lane: its jobs wait on the network, so starting them at once is
+        all gain)."""
+        self._takers.append(taker)
+
+    def remove_taker(self, taker: Taker) -> None:
+        if taker in self._takers:
+            self._takers.remove(taker)
+
+    def _taker(self, model: str, kind: str) -> Taker | None:
+        for taker in self._takers:
+            if taker.accepts(model, kind) and taker.reserve():
+                return taker
+        return None
 
     async def enqueue_unbilled(
         self, kind: str, model: str, request: dict[str, Any], n: int, seed: int
@@ -148,84 +186,7 @@ class JobQueue:
         self.notifications.job_queued(model, kind)
         return job_id
 
-    # --- workers ---------------------------------------------------------------------
-    async def claim(
-        self, worker_id: str, lease_seconds: float, only: ClaimFilter | None = None
-    ) -> Job | None:
-        """Take the oldest queued job (of the models `only` allows, if given)."""
-        jobs = await self.claim_many(worker_id, lease_seconds, only, 1)
-        return jobs[0] if jobs else None
-
-    async def claim_many(
-        self, worker_id: str, lease_seconds: float, only: ClaimFilter | None, limit: int
-    ) -> list[Job]:
-        """Take up to `limit` of the oldest queued jobs in one transaction (FOR UPDATE SKIP
-        LOCKED on PostgreSQL; the write transaction serializes this on SQLite), oldest
-        first."""
-        oldest = (
-            select(Job.id)
-            .where(Job.status == "queued", *(only.conditions() if only else ()))
-            .order_by(Job.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        async with self.db.write() as s:
-            jobs = (
-                await s.scalars(
-                    update(Job)
-                    .where(Job.id.in_(oldest.scalar_subquery()), Job.status == "queued")
-                    .values(**_claimed_by(worker_id, lease_seconds))
-                    .returning(Job)
-                )
-            ).all()
-        return sorted(jobs, key=lambda j: (j.created_at, j.id))
-
-    async def claim_compatible(
-        self, first: Job, worker_id: str, lease_seconds: float, room: int
-    ) -> list[Job]:
-        """Claim queued jobs that can share `first`'s forward pass (same batch key), oldest
-        first, while their images fit in `room` more images."""
-        key = GenerationRequest.model_validate(first.request).batch_key()
-        if key is None or room <= 0:
-            return []
-        async with self.db.write() as s:
-            candidates = (
-                await s.execute(
-                    select(Job.id, Job.n, Job.request)
-                    .where(Job.status == "queued", Job.model == first.model, Job.kind == first.kind)
-                    .order_by(Job.created_at)
-                    .limit(BATCH_CANDIDATES)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            chosen = []
-            for job_id, n, request in candidates:
-                if n <= room and GenerationRequest.model_validate(request).batch_key() == key:
-                    chosen.append(job_id)
-                    room -= n
-                if room <= 0:
-                    break
-            if not chosen:
-                return []
-            jobs = (
-                await s.scalars(
-                    update(Job)
-                    .where(Job.id.in_(chosen), Job.status == "queued")
-                    .values(**_claimed_by(worker_id, lease_seconds))
-                    .returning(Job)
-                )
-            ).all()
-        return sorted(jobs, key=lambda j: (j.created_at, j.id))
-
-    async def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> bool:
-        async with self.db.write() as s:
-            result = await s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
-                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
-            )
-        return result.rowcount == 1
-
+    # --- settling --------------------------------------------------------------------
     async def succeed(
         self,
         job: Job,
@@ -261,7 +222,7 @@ class JobQueue:
             if relay is not None:
                 await relay.write(s, job.id)
             await self._settle(s, job, ok)
-        self.notifications.job_finished(job.id, webhook=done.webhook_url is not None)
+        self.notifications.job_finished(job.id, done.webhook_url is not None, done)
         return SettleOutcome(True)
 
     async def fail(
@@ -299,7 +260,7 @@ class JobQueue:
         if worker_id is None and job.worker_id is not None:
             # Finished by someone other than its worker (owner, timeout): stop generating.
             self.notifications.job_cancelled(job_id)
-        self.notifications.job_finished(job_id, webhook=job.webhook_url is not None)
+        self.notifications.job_finished(job_id, job.webhook_url is not None, job)
         return SettleOutcome(True)
 
     async def _settle(self, session, job: Job, succeeded: int) -> None:
@@ -316,14 +277,6 @@ class JobQueue:
                 cap_reserved=job.cap_reserved,
             )
 
-    async def set_progress(self, job_id: str, worker_id: str, progress: float) -> None:
-        async with self.db.write() as s:
-            await s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
-                .values(progress=progress)
-            )
-
     async def cancel(self, job_id: str, user_id: str) -> SettleOutcome:
         """The owner cancels a queued or running job: it is failed with `cancelled` and its
         reservation returned at once; a running generation stops at its next step."""
@@ -335,71 +288,45 @@ class JobQueue:
             job_id, "cancelled", "cancelled by the client", statuses=("queued", "running")
         )
 
-    async def requeue(self, job_id: str, worker_id: str) -> bool:
-        """Give a running job back to the queue (graceful shutdown)."""
-        async with self.db.write() as s:
-            result = await s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
-                .values(status="queued", worker_id=None, lease_until=None, started_at=None)
-            )
-        if result.rowcount:
-            self.notifications.job_queued()
-        return result.rowcount == 1
-
-    async def reap_lapsed(self, max_attempts: int) -> tuple[int, int]:
-        """Jobs whose worker stopped renewing: requeue them, or fail and release them after
-        `max_attempts`. Returns (requeued, failed)."""
-        now = utcnow()
-        async with self.db.read() as s:
-            lapsed = (
-                await s.execute(
-                    select(Job.id, Job.attempts, Job.worker_id).where(
-                        Job.status == "running", Job.lease_until < now
-                    )
-                )
-            ).all()
-        requeued = failed = 0
-        for job_id, attempts, worker_id in lapsed:
-            if attempts >= max_attempts:
-                message = f"worker {worker_id} stopped after {attempts} attempts"
-                if (await self.fail(job_id, "worker_lost", message, worker_id=worker_id)).settled:
-                    failed += 1
-            else:
-                async with self.db.write() as s:
-                    result = await s.execute(
-                        update(Job)
-                        .where(Job.id == job_id, Job.status == "running", Job.lease_until < now)
-                        .values(status="queued", worker_id=None, lease_until=None)
-                    )
-                requeued += result.rowcount
-        if requeued:
-            self.notifications.job_queued()
-        return requeued, failed
-
     # --- clients ---------------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
         async with self.db.read() as s:
             return await s.get(Job, job_id)
 
     async def wait(
-        self, job_id: str, timeout: float, max_poll: float = 1.0, first_poll: float = 0.05
+        self,
+        job_id: str,
+        timeout: float,
+        max_poll: float = 1.0,
+        first_poll: float = 0.05,
+        look_first: bool = True,
     ) -> Job | None:
         """Wait until the job finishes or `timeout` passes, and return its row.
 
-        A finish in this process ends the wait at once (its notification); one in another
-        process is noticed by polling, at intervals growing from `first_poll` to `max_poll`.
+        A finish in this process ends the wait at once (its notification, which carries
+        the row: no read); one in another process is noticed by polling, at intervals
+        growing from `first_poll` to `max_poll`. `look_first=False`: the job was just
+        queued for a worker of this process, so wait `first_poll` for its notification
+        before reading the row.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         poll = first_poll
+        skip_read = not look_first
         with self.notifications.watch_finished(job_id) as finished:
             while True:
                 finished.clear()  # clear, look, then wait: a finish in between still wakes
-                job = await self.get(job_id)
-                remaining = deadline - loop.time()
-                if job is None or job.finished or remaining <= 0:
+                job = self.notifications.finished_row(job_id)
+                if job is None and not skip_read:
+                    job = await self.get(job_id)
+                    if job is None:
+                        return None
+                skip_read = False
+                if job is not None and job.finished:
                     return job
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return job if job is not None else await self.get(job_id)
                 await finished.wait(min(poll, remaining))
                 poll = min(poll * 2, max_poll)
 

@@ -21,9 +21,10 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 CANCELLED_REMEMBERED = 10_000  # cancelled job ids kept for workers to check
+ROWS_REMEMBERED = 256  # finished rows kept for waiters that have not looked yet
 
 
 class Signal:
@@ -85,9 +86,11 @@ class Notifications(Protocol):
         this model and kind when known (None: any; everyone listening looks)."""
         ...
 
-    def job_finished(self, job_id: str, webhook: bool = True) -> None:
+    def job_finished(self, job_id: str, webhook: bool = True, row: Any = None) -> None:
         """The job reached a final state (succeeded, failed, cancelled, timed out);
-        `webhook`: it may have a webhook to deliver (False spares the deliverers a look)."""
+        `webhook`: it may have a webhook to deliver (False spares the deliverers a look);
+        `row`: the finished job's row, when the sender has it (a waiter here need not
+        read it again)."""
         ...
 
     def job_cancelled(self, job_id: str) -> None:
@@ -113,6 +116,11 @@ class Notifications(Protocol):
         engine's step callback asks at every step)."""
         ...
 
+    def finished_row(self, job_id: str) -> Any:
+        """The row a `job_finished` of this process carried for the job, taken (None
+        if none did: the caller reads the database)."""
+        ...
+
     def forget(self, job_id: str) -> None:
         """Drop what is remembered about the job (its generation has ended)."""
         ...
@@ -131,6 +139,7 @@ class InProcessNotifications:
         self._finished: weakref.WeakSet[Signal] = weakref.WeakSet()
         self._watchers: dict[str, list[Signal]] = {}
         self._cancelled: OrderedDict[str, None] = OrderedDict()
+        self._rows: OrderedDict[str, Any] = OrderedDict()  # finished rows not yet taken
 
     # --- sending ----------------------------------------------------------------------
     def job_queued(self, model: str | None = None, kind: str | None = None) -> None:
@@ -140,8 +149,12 @@ class InProcessNotifications:
             if model is None or accepts is None or accepts(model, kind):
                 signal.set()
 
-    def job_finished(self, job_id: str, webhook: bool = True) -> None:
+    def job_finished(self, job_id: str, webhook: bool = True, row: Any = None) -> None:
         with self._lock:
+            if row is not None:
+                self._rows[job_id] = row
+                while len(self._rows) > ROWS_REMEMBERED:  # finished jobs nobody waits for
+                    self._rows.popitem(last=False)
             signals = [*self._watchers.get(job_id, ()), *(self._finished if webhook else ())]
         for signal in signals:
             signal.set()
@@ -188,3 +201,7 @@ class InProcessNotifications:
     def forget(self, job_id: str) -> None:
         with self._lock:
             self._cancelled.pop(job_id, None)
+
+    def finished_row(self, job_id: str) -> Any:
+        with self._lock:
+            return self._rows.pop(job_id, None)

@@ -65,6 +65,8 @@ class RelayLane:
         self.only = ClaimFilter(models)
         self._post = post_executor
         self._room = asyncio.Event()  # set when a running job ends
+        self._reserved = 0  # rooms held for jobs being admitted in this process
+        self._backlog = False  # the last claim filled every room: jobs may be queued
         self._running: dict[str, asyncio.Task] = {}
         self._stopping = False
         self._aborting = False
@@ -76,6 +78,7 @@ class RelayLane:
         self._progress_due: dict[str, float] = {}  # running job -> progress not yet written
 
     def start(self) -> None:
+        self.queue.add_taker(self)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="pixgate-relay"),
             asyncio.create_task(self._watch_loop(), name="pixgate-relay-watch"),
@@ -99,7 +102,7 @@ class RelayLane:
             log.warning("reading channel states failed", exc_info=True)
         limit = self.settings.relay_concurrency
         while not self._stopping:
-            free = limit - len(self._running)
+            free = limit - len(self._running) - self._reserved
             if free <= 0:
                 self._room.clear()
                 await self._room.wait()
@@ -113,12 +116,39 @@ class RelayLane:
                 log.exception("relay claim failed")
                 jobs = []
             for job in jobs:
-                task = asyncio.create_task(self._run(job), name=f"relay-{job.id}")
-                self._running[job.id] = task
-                self._started[job.id] = time.monotonic()
-                task.add_done_callback(lambda _t, job_id=job.id: self._done(job_id))
+                self._launch(job)
+            self._backlog = len(jobs) == free
             if len(jobs) < free:  # the queue is empty now: wait for the next enqueue
                 await self._queued.wait(self.settings.worker_poll_seconds)
+
+    def _launch(self, job: Job) -> None:
+        task = asyncio.create_task(self._run(job), name=f"relay-{job.id}")
+        self._running[job.id] = task
+        self._started[job.id] = time.monotonic()
+        task.add_done_callback(lambda _t, job_id=job.id: self._done(job_id))
+
+    # --- taking jobs at admission (queue.Taker) ------------------------------------------
+    @property
+    def slot(self) -> tuple[str, float]:
+        return self.worker_id, self.settings.lease_seconds
+
+    def accepts(self, model: str, kind: str | None) -> bool:
+        return self.only.accepts(model, kind)
+
+    def reserve(self) -> bool:
+        """Room for a job admitted in this process, unless queued jobs wait for it."""
+        busy = len(self._running) + self._reserved
+        if self._stopping or self._backlog or busy >= self.settings.relay_concurrency:
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        self._reserved -= 1
+
+    def adopt(self, job: Job) -> None:
+        self._reserved -= 1
+        self._launch(job)
 
     def _done(self, job_id: str) -> None:
         self._running.pop(job_id, None)
@@ -267,6 +297,7 @@ class RelayLane:
         """Stop claiming; let running calls finish within `grace` seconds, then abandon
         the rest and put their jobs back in the queue."""
         self._stopping = True
+        self.queue.remove_taker(self)
         self._queued.set()
         self._room.set()
         if self._running:
