@@ -343,6 +343,8 @@ class JobRow(BaseModel):
     error_code: str | None
     created_at: str
     finished_at: str | None
+    channel: str | None = Field(default=None, description="Relayed jobs: the channel used.")
+    upstream_cost: str = Field(default="0", description="What the upstream charged for it.")
 
 
 class JobList(ListOf):

@@ -88,6 +88,8 @@ class TaskView:
     response_format: str | None  # what an asynchronous client asked for
     base_url: str | None  # where that client sent the request (links in webhooks)
     webhook: WebhookView | None
+    channel: str | None = None  # relayed jobs: the channel whose images were kept
+    upstream_cost_minor: int = 0  # what that channel charged for them
 
     @property
     def finished(self) -> bool:
@@ -147,6 +149,8 @@ def task_view(job: Job) -> TaskView:
         response_format=options.get("response_format"),
         base_url=options.get("base_url"),
         webhook=_webhook_view(job),
+        channel=job.channel,
+        upstream_cost_minor=job.upstream_cost_minor or 0,
     )
 
 

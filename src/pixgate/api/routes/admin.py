@@ -287,6 +287,8 @@ async def jobs(
                 "error_code": j.error_code,
                 "created_at": j.created_at.isoformat(),
                 "finished_at": j.finished_at.isoformat() if j.finished_at else None,
+                "channel": j.channel,
+                "upstream_cost": str(from_minor(j.upstream_cost_minor)),
             }
             for j in rows
         ],
