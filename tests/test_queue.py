@@ -188,3 +188,22 @@ def test_http_generation_on_postgres(make_server, postgres_url):
         assert generate(c, n=2).status_code == 429
     row = srv.key_row(k)
     assert row.images_used == 2 and row.images_reserved == 0
+
+
+def test_claim_takes_exactly_as_many_as_asked_and_only_filtered_models(db):
+    """On PostgreSQL an `id IN (... LIMIT n FOR UPDATE SKIP LOCKED)` claim took every
+    queued job; claims take n, oldest first, of the lane's models only."""
+    from pixgate.queue.claims import ClaimFilter
+
+    async def go():
+        queue, key = await _setup(db, cap=None)
+        ids = [await queue.enqueue(REQ, TINY_SD, Admission(key), None) for _ in range(5)]
+        assert [j.id for j in await queue.claim_many("w1", 30, None, 2)] == ids[:2]
+        assert (await queue.claim("w2", 30)).id == ids[2]
+        assert await queue.claim("w3", 30, ClaimFilter(["other-model"])) is None
+        assert [j.id for j in await queue.claim_many("w4", 30, ClaimFilter(["tiny-sd"]), 5)] == ids[
+            3:
+        ]
+        await db.dispose()
+
+    run(go())

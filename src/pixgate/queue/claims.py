@@ -118,7 +118,13 @@ class Claims:
     ) -> list[Job]:
         """Take up to `limit` of the oldest queued jobs in one transaction (FOR UPDATE SKIP
         LOCKED on PostgreSQL; the write transaction serializes this on SQLite), oldest
-        first."""
+        first.
+
+        One job: one UPDATE whose `id = (subquery)` PostgreSQL evaluates once. Several:
+        the ids are selected first, then updated. Not `id IN (subquery ... LIMIT n FOR
+        UPDATE SKIP LOCKED)`: PostgreSQL may rescan such a subquery per row as a semi-join,
+        and each rescan skips the rows the previous one locked, so it claims every queued
+        job instead of n."""
         oldest = (
             select(Job.id)
             .where(Job.status == "queued", *(only.conditions() if only else ()))
@@ -126,15 +132,16 @@ class Claims:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        claim = update(Job).values(**claimed_by(worker_id, lease_seconds)).returning(Job)
         async with self.db.write() as s:
-            jobs = (
-                await s.scalars(
-                    update(Job)
-                    .where(Job.id.in_(oldest.scalar_subquery()), Job.status == "queued")
-                    .values(**claimed_by(worker_id, lease_seconds))
-                    .returning(Job)
-                )
-            ).all()
+            if limit == 1:
+                chosen = Job.id == oldest.scalar_subquery()
+            else:
+                ids = list((await s.scalars(oldest)).all())
+                if not ids:
+                    return []
+                chosen = Job.id.in_(ids)
+            jobs = (await s.scalars(claim.where(chosen, Job.status == "queued"))).all()
         return sorted(jobs, key=lambda j: (j.created_at, j.id))
 
     async def claim_compatible(

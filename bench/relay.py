@@ -1,0 +1,691 @@
+"""Relay throughput: pixgate against LiteLLM's proxy and a bare forwarder, same run.
+
+All three relay `POST /v1/images/generations` to ONE fake upstream on loopback that answers
+at once with a 64x64 PNG as `b64_json` (bench/relay_apps.py, under uvicorn):
+
+- pixgate: a real `pixgate serve` subprocess (SQLite, in-process worker) with one `openai`
+  channel to the fake and a priced model, called with a paid key that has credit: auth, rate
+  limit, reserve, job, relay, re-host, settle on every request;
+- LiteLLM's proxy (`litellm --config`, model `openai/dall-e-2` on the fake, master key), from
+  a separate venv that this script creates with `pip install 'litellm[proxy]'` unless it
+  exists (`--litellm-venv`);
+- a bare Starlette forwarder under uvicorn: one shared httpx.AsyncClient, no checks (the
+  floor).
+
+    .venv/bin/python bench/relay.py                       # 10 s per point, c = 1, 16, 64
+    .venv/bin/python bench/relay.py --seconds 5 --litellm-venv /tmp/litellm-venv
+
+Before measuring, one request to each target must answer 200 with a decodable image. Load
+comes from async httpx clients in this process; for each concurrency level every target is
+measured in turn (warm-up, then a fixed duration), so drift on the machine hits all of them.
+Reports requests/s, p50/p99 latency and errors (anything but a 200 with an image in it) per
+target and level, the ratios pixgate/LiteLLM and pixgate/bare, and each server's CPU time
+per request. Every server runs with uvicorn's defaults apart from the log level (warning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import contextlib
+import datetime
+import io
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+DEFAULT_LITELLM_VENV = BENCH / ".venvs" / "litellm"
+PATH = "/v1/images/generations"
+BODY = json.dumps({"model": "relay-model", "prompt": "x", "response_format": "b64_json"}).encode()
+TARGETS = ("pixgate", "litellm", "bare")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+FOREIGN_WARN = 0.15  # cores used by processes outside this benchmark before it warns
+
+PIXGATE_TOML = """\
+log_level = "WARNING"
+
+[[channels]]
+name = "fake"
+type = "openai"
+base_url = "{upstream}"
+api_key = "sk-fake"
+upstream_price = "0.01"
+
+[[models]]
+name = "relay-model"
+channels = ["fake"]
+sizes = ["256x256"]
+default_size = "256x256"
+price = "0.01"
+
+[plans.free]
+[plans.paid]
+"""
+
+LITELLM_YAML = """\
+model_list:
+  - model_name: relay-model
+    litellm_params:
+      model: openai/dall-e-2
+      api_base: {upstream}
+      api_key: sk-fake
+general_settings:
+  master_key: sk-master
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without the caller's PIXGATE_* and LITELLM_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIXGATE_", "LITELLM_"))}
+    env.pop("VIRTUAL_ENV", None)
+    return {**env, **extra}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (Linux /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent by every process on the machine so far, in core-seconds."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    proc: subprocess.Popen
+    log: Path
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Processes:
+    """Every server this run starts, each in its own session, stopped on any exit."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.servers: list[Server] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], url: str) -> Server:
+        log = self.logs / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=self.logs,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches only this script; it stops them
+            )
+        server = Server(name, url, proc, log)
+        self.servers.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in reversed(self.servers):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for server in reversed(self.servers):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            # The group too: a server may have started children of its own.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.proc.wait(timeout=5)
+        self.servers.clear()
+
+
+def wait_ready(server: Server, path: str, timeout: float) -> float:
+    """Poll GET `path` until it answers 200; seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if server.proc.poll() is not None:
+            raise RuntimeError(
+                f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}"
+            )
+        try:
+            if httpx.get(server.url + path, timeout=2).status_code == 200:
+                return time.monotonic() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{server.name} not ready after {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def uvicorn_cmd(app: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--app-dir",
+        str(BENCH),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
+def start_fake(procs: Processes) -> Server:
+    port = free_port()
+    server = procs.start(
+        "fake-upstream",
+        uvicorn_cmd("relay_apps:fake_upstream", port),
+        clean_env(),
+        f"http://127.0.0.1:{port}",
+    )
+    wait_ready(server, "/readyz", 60)
+    return server
+
+
+def start_bare(procs: Processes, upstream: str) -> Server:
+    port = free_port()
+    server = procs.start(
+        "bare",
+        uvicorn_cmd("relay_apps:bare_forwarder", port),
+        clean_env(RELAY_BENCH_UPSTREAM=upstream),
+        f"http://127.0.0.1:{port}",
+    )
+    wait_ready(server, "/readyz", 60)
+    return server
+
+
+def pixgate_cli(args: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pixgate", *args], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pixgate {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def start_pixgate(procs: Processes, upstream: str, tmp: Path) -> tuple[Server, dict]:
+    config = tmp / "relay.toml"
+    config.write_text(PIXGATE_TOML.format(upstream=upstream))
+    env = clean_env(PIXGATE_DATA_DIR=str(tmp / "pixgate-data"), HF_HUB_OFFLINE="1")
+    conf = ["--config", str(config)]
+    created = json.loads(pixgate_cli(["keys", "create", *conf, "--plan", "paid", "--json"], env))
+    credit = "100000"
+    grant = ["credit", "grant", created["user_id"], credit, "--reason", "bench"]
+    pixgate_cli([*grant, "--kind", "topup", *conf], env)
+    port = free_port()
+    server = procs.start(
+        "pixgate",
+        [sys.executable, "-m", "pixgate", "serve", *conf, "--port", str(port)],
+        env,
+        f"http://127.0.0.1:{port}",
+    )
+    server.headers = {"Authorization": f"Bearer {created['key']}"}
+    wait_ready(server, "/readyz", 120)
+    return server, {"env": env, "conf": conf, "user_id": created["user_id"], "credit": credit}
+
+
+def ensure_litellm(venv: Path) -> Path:
+    """The `litellm` executable in `venv`, installing `litellm[proxy]` there if missing."""
+    exe = venv / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    print(f"installing litellm[proxy] into {venv} (once) ...", file=sys.stderr)
+    if not (venv / "bin" / "python").exists():
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # Keep the venv out of git (python -m venv does this itself from 3.13 on).
+    (venv / ".gitignore").write_text("*\n")
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "litellm[proxy]"],
+        check=True,
+    )
+    if not exe.exists():
+        raise RuntimeError(f"pip installed litellm[proxy] but {exe} is missing")
+    return exe
+
+
+def litellm_version(venv: Path) -> str:
+    done = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print(m.version('litellm'))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() or "unknown"
+
+
+def start_litellm(procs: Processes, exe: Path, upstream: str, tmp: Path) -> Server:
+    config = tmp / "litellm.yaml"
+    config.write_text(LITELLM_YAML.format(upstream=upstream))
+    port = free_port()
+    env = clean_env(
+        LITELLM_LOG="WARNING",  # its logger and uvicorn's log level, as for the others
+        LITELLM_LOCAL_MODEL_COST_MAP="True",  # the bundled cost map: no fetch at startup
+    )
+    server = procs.start(
+        "litellm",
+        [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        f"http://127.0.0.1:{port}",
+    )
+    server.headers = {"Authorization": "Bearer sk-master"}
+    took = wait_ready(server, "/health/liveliness", 300)
+    print(f"litellm ready after {took:.0f} s", file=sys.stderr)
+    return server
+
+
+def verify(server: Server) -> str:
+    """One request must answer 200 with a decodable image; returns what it was."""
+    from PIL import Image
+
+    r = httpx.post(
+        server.url + PATH,
+        content=BODY,
+        headers={**server.headers, "content-type": "application/json"},
+        timeout=60,
+    )
+    if r.status_code != 200:
+        raise RuntimeError(f"{server.name}: HTTP {r.status_code}: {r.text[:500]}")
+    try:
+        item = r.json()["data"][0]
+        raw = base64.b64decode(item["b64_json"])
+        with Image.open(io.BytesIO(raw)) as image:
+            image.load()
+            return f"{image.format} {image.size[0]}x{image.size[1]}, {len(r.content)} B answer"
+    except Exception as exc:
+        raise RuntimeError(
+            f"{server.name}: no image in the answer ({exc!r}): {r.text[:500]}"
+        ) from exc
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (nan when empty)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, round(q / 100 * len(sorted_values) + 0.5 - 1e-9))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+async def drive(clients: list[httpx.AsyncClient], seconds: float) -> dict:
+    """Each client sends one request after another until `seconds` pass (requests in
+    flight then are waited for and counted)."""
+    latencies: list[float] = []
+    errors: collections.Counter[str] = collections.Counter()
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def one_client(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(PATH, content=BODY)
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1
+                await asyncio.sleep(0.01)  # a dead target must not spin this loop
+                continue
+            elapsed = time.perf_counter() - t0
+            if r.status_code != 200:
+                errors[f"HTTP {r.status_code}"] += 1
+            elif b'"b64_json"' not in r.content:
+                errors["200 without b64_json"] += 1
+            else:
+                latencies.append(elapsed)
+
+    await asyncio.gather(*(one_client(c) for c in clients))
+    wall = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "requests_per_s": len(latencies) / wall,
+        "ok": len(latencies),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
+        "wall_s": wall,
+    }
+
+
+async def measure(
+    server: Server, others: list[Server], concurrency: int, seconds: float, warmup: float
+) -> dict:
+    """Warm up, then measure `server` with `concurrency` clients. Each client is its own
+    httpx.AsyncClient with one kept-alive connection: one client with a 64-connection pool
+    tops out near 140 req/s on this machine (its pool, not the servers, is the limit)."""
+    headers = {**server.headers, "content-type": "application/json"}
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60, limits=one)
+            )
+            for _ in range(concurrency)
+        ]
+        await drive(clients, warmup)
+        everyone = [server, *others]
+        cpu_before = {s.name: cpu_seconds(s.proc.pid) for s in everyone}
+        own_before = time.process_time()
+        busy_before = machine_busy_seconds()
+        result = await drive(clients, seconds)
+        busy = machine_busy_seconds() - busy_before
+        own = time.process_time() - own_before
+        cpu = {s.name: cpu_seconds(s.proc.pid) - cpu_before[s.name] for s in everyone}
+    wall = result["wall_s"]
+    # What the rest of the machine used meanwhile: a busy machine makes figures meaningless.
+    result["foreign_cpu_cores"] = max(0.0, busy - own - sum(cpu.values())) / wall
+    result["server_cpu_ms_per_request"] = 1000 * cpu[server.name] / max(1, result["ok"])
+    result["server_cpu_cores"] = cpu[server.name] / wall
+    result["load_generator_cpu_cores"] = own / wall
+    result["other_processes_cpu_cores"] = {
+        k: round(v / wall, 3) for k, v in cpu.items() if k != server.name
+    }
+    return result
+
+
+def billing_check(info: dict) -> dict:
+    """pixgate's own audit of balances against the ledger (run after the server stopped)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pixgate", "audit", *info["conf"]],
+        env=info["env"],
+        capture_output=True,
+        text=True,
+    )
+    users = subprocess.run(
+        [sys.executable, "-m", "pixgate", "users", "list", *info["conf"]],
+        env=info["env"],
+        capture_output=True,
+        text=True,
+    )
+    return {
+        "audit_rc": done.returncode,
+        "audit_output": (done.stdout + done.stderr).strip()[-2000:],
+        "users": users.stdout.strip()[-2000:],
+    }
+
+
+def git_describe() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def summarize(rows: list[dict], levels: list[int], targets: list[str]) -> tuple[list, list]:
+    """Median over rounds per (concurrency, target), then the ratios per level."""
+    table = []
+    for c in levels:
+        for t in targets:
+            runs = [r for r in rows if r["concurrency"] == c and r["target"] == t]
+            med = {
+                k: statistics.median(r[k] for r in runs)
+                for k in (
+                    "requests_per_s",
+                    "p50_ms",
+                    "p99_ms",
+                    "server_cpu_ms_per_request",
+                    "server_cpu_cores",
+                    "load_generator_cpu_cores",
+                    "foreign_cpu_cores",
+                )
+            }
+            med["upstream_cpu_cores"] = statistics.median(
+                r["other_processes_cpu_cores"]["fake-upstream"] for r in runs
+            )
+            errors = sum(r["errors"] for r in runs)
+            kinds: collections.Counter[str] = collections.Counter()
+            for r in runs:
+                kinds.update(r["error_kinds"])
+            table.append(
+                {"concurrency": c, "target": t, **med, "errors": errors, "error_kinds": dict(kinds)}
+            )
+    ratios = []
+    for c in levels:
+        by = {r["target"]: r for r in table if r["concurrency"] == c}
+        if "pixgate" not in by:
+            continue
+        p = by["pixgate"]
+        entry: dict = {"concurrency": c}
+        if "litellm" in by:
+            lite = by["litellm"]
+            entry["pixgate_over_litellm_rps"] = ratio(p["requests_per_s"], lite["requests_per_s"])
+            entry["pixgate_over_litellm_p99"] = ratio(p["p99_ms"], lite["p99_ms"])
+            entry["target_2x_litellm_rps"] = entry["pixgate_over_litellm_rps"] >= 2
+            entry["target_lower_p99"] = p["p99_ms"] < lite["p99_ms"]
+        if "bare" in by:
+            bare = by["bare"]
+            entry["pixgate_over_bare_rps"] = ratio(p["requests_per_s"], bare["requests_per_s"])
+            entry["target_third_of_bare"] = entry["pixgate_over_bare_rps"] >= 1 / 3
+        ratios.append(entry)
+    return table, ratios
+
+
+def print_report(table: list[dict], ratios: list[dict], seconds: float, rounds: int) -> None:
+    print(f"\nrelay to a fake upstream, {seconds:g} s per point, {rounds} round(s) (medians)")
+    print(
+        f"{'c':>3} {'target':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+        f"{'CPU ms/req':>10} {'CPU: server':>11} {'upstream':>8} {'clients':>7} {'other':>5}"
+    )
+    for r in table:
+        print(
+            f"{r['concurrency']:>3} {r['target']:8} {r['requests_per_s']:>9.1f} "
+            f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6} "
+            f"{r['server_cpu_ms_per_request']:>10.2f} {r['server_cpu_cores']:>11.2f} "
+            f"{r['upstream_cpu_cores']:>8.2f} {r['load_generator_cpu_cores']:>7.2f} "
+            f"{r['foreign_cpu_cores']:>5.2f}"
+        )
+    print(
+        "(CPU ms/req: the relay's own CPU time per answered request. CPU columns, in cores:"
+        " the relay, the fake upstream, this script's clients, everything else on the machine)"
+    )
+    if busy := [r for r in table if r["foreign_cpu_cores"] > FOREIGN_WARN]:
+        worst = max(r["foreign_cpu_cores"] for r in busy)
+        print(
+            f"WARNING: other work on the machine used up to {worst:.2f} cores during "
+            f"{len(busy)} of {len(table)} points; rerun on a quiet machine."
+        )
+    print()
+
+    def yes(flag: bool | None) -> str:
+        return "-" if flag is None else ("met" if flag else "NOT met")
+
+    for e in ratios:
+        parts = [f"c={e['concurrency']:<3}"]
+        if "pixgate_over_litellm_rps" in e:
+            parts.append(
+                f"pixgate/LiteLLM {e['pixgate_over_litellm_rps']:.2f}x "
+                f"(>= 2x: {yes(e['target_2x_litellm_rps'])}), "
+                f"p99 ratio {e['pixgate_over_litellm_p99']:.2f} "
+                f"(lower: {yes(e['target_lower_p99'])})"
+            )
+        if "pixgate_over_bare_rps" in e:
+            parts.append(
+                f"pixgate/bare {e['pixgate_over_bare_rps']:.2f} "
+                f"(>= 1/3: {yes(e['target_third_of_bare'])})"
+            )
+        print("  ".join(parts))
+    for r in table:
+        if r["errors"]:
+            print(f"errors, {r['target']} c={r['concurrency']}: {r['error_kinds']}")
+
+
+async def sweep(
+    servers: dict[str, Server],
+    fake: Server,
+    levels: list[int],
+    rounds: int,
+    seconds: float,
+    warmup: float,
+) -> list[dict]:
+    rows = []
+    names = list(servers)
+    for name in names:  # a first warm-up of every target before any point is measured
+        await measure(servers[name], [], 16, 0, 3 * warmup)
+    for rnd in range(rounds):
+        for c in levels:
+            # Targets interleaved per level; the order rotates so none is always first.
+            shift = (rnd * len(levels) + levels.index(c)) % len(names)
+            for name in names[shift:] + names[:shift]:
+                others = [fake, *(s for n, s in servers.items() if n != name)]
+                result = await measure(servers[name], others, c, seconds, warmup)
+                rows.append({"round": rnd + 1, "concurrency": c, "target": name, **result})
+                print(
+                    f"round {rnd + 1} c={c:<3} {name:8} {result['requests_per_s']:8.1f} req/s  "
+                    f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
+                    f"errors {result['errors']}  other {result['foreign_cpu_cores']:.2f} cores",
+                    file=sys.stderr,
+                )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per point")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up time per point")
+    parser.add_argument("--concurrency", default="1,16,64", help="comma-separated levels")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the sweep; medians")
+    parser.add_argument(
+        "--targets", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}"
+    )
+    parser.add_argument(
+        "--litellm-venv",
+        type=Path,
+        default=DEFAULT_LITELLM_VENV,
+        help="venv with litellm[proxy]; created (pip install) when it has no litellm",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=BENCH / "results" / "relay.json", help="results file"
+    )
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if unknown := set(targets) - set(TARGETS):
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    targets = [t for t in TARGETS if t in targets]
+
+    # SIGTERM / SIGHUP end the run like Ctrl-C does, through the cleanup below.
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+
+    litellm_exe = ensure_litellm(args.litellm_venv.resolve()) if "litellm" in targets else None
+
+    with tempfile.TemporaryDirectory(prefix="pixgate-relay-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        procs = Processes(tmp)
+        pixgate_info = None
+        try:
+            fake = start_fake(procs)
+            upstream = fake.url + "/v1"
+            servers: dict[str, Server] = {}
+            for name in targets:
+                if name == "pixgate":
+                    servers[name], pixgate_info = start_pixgate(procs, upstream, tmp)
+                elif name == "litellm":
+                    assert litellm_exe is not None
+                    servers[name] = start_litellm(procs, litellm_exe, upstream, tmp)
+                else:
+                    servers[name] = start_bare(procs, upstream)
+            checks = {name: verify(s) for name, s in servers.items()}
+            for name, what in checks.items():
+                print(f"{name}: 200 with {what}", file=sys.stderr)
+            rows = asyncio.run(sweep(servers, fake, levels, args.rounds, args.seconds, args.warmup))
+            pixgate_log = servers["pixgate"].log_tail(20) if "pixgate" in servers else ""
+        except KeyboardInterrupt:
+            print("\ninterrupted; stopping the servers", file=sys.stderr)
+            sys.exit(130)
+        finally:
+            procs.stop_all()
+        billing = billing_check(pixgate_info) if pixgate_info else None
+
+    table, ratios = summarize(rows, levels, targets)
+    print_report(table, ratios, args.seconds, args.rounds)
+    if billing:
+        state = "ok" if billing["audit_rc"] == 0 else f"FAILED (rc {billing['audit_rc']})"
+        print(f"pixgate audit after the run: {state}")
+        if billing["audit_rc"] != 0:
+            print(billing["audit_output"])
+
+    results = {
+        "date": datetime.date.today().isoformat(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "pixgate": git_describe(),
+        "litellm": litellm_version(args.litellm_venv.resolve()) if litellm_exe else None,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "levels": levels,
+        "verified": checks,
+        "table": table,
+        "ratios": ratios,
+        "runs": rows,
+        "pixgate_billing": billing,
+        "pixgate_log_tail": pixgate_log,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
