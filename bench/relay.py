@@ -15,12 +15,17 @@ at once with a 64x64 PNG as `b64_json` (bench/relay_apps.py, under uvicorn):
     .venv/bin/python bench/relay.py                       # 10 s per point, c = 1, 16, 64
     .venv/bin/python bench/relay.py --seconds 5 --litellm-venv /tmp/litellm-venv
 
-Before measuring, one request to each target must answer 200 with a decodable image. Load
-comes from async httpx clients in this process; for each concurrency level every target is
-measured in turn (warm-up, then a fixed duration), so drift on the machine hits all of them.
-Reports requests/s, p50/p99 latency and errors (anything but a 200 with an image in it) per
-target and level, the ratios pixgate/LiteLLM and pixgate/bare, and each server's CPU time
-per request. Every server runs with uvicorn's defaults apart from the log level (warning).
+Before measuring, one request to each target must answer 200 with a decodable image (PIL).
+Load comes from this process: `c` async httpx clients, each with its own kept-alive
+connection, each sending its next request when the last one is answered. For each level
+every target is measured in turn (warm-up, then `--seconds`), so drift on the machine hits
+all of them. Reports, per target and level: requests/s (200s with an image), p50/p99
+latency, errors (anything else), the relay's CPU time per request, and the CPU used by the
+fake upstream, by the clients and by everything else on the machine (a warning when other
+work ran meanwhile); then pixgate/LiteLLM and pixgate/bare throughput and the p99s against
+the targets. Afterwards `pixgate audit` must be clean and the credit spent must equal the
+price times the images pixgate answered. Every server runs with uvicorn's defaults apart
+from the log level (warning).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import io
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import statistics
@@ -43,6 +49,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -54,6 +61,8 @@ PATH = "/v1/images/generations"
 BODY = json.dumps({"model": "relay-model", "prompt": "x", "response_format": "b64_json"}).encode()
 TARGETS = ("pixgate", "litellm", "bare")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+ANSWERED: collections.Counter[str] = collections.Counter()  # 200s with an image, by URL
+PRICE = Decimal("0.01")  # the model's price in the pixgate config below
 FOREIGN_WARN = 0.15  # cores used by processes outside this benchmark before it warns
 
 PIXGATE_TOML = """\
@@ -118,6 +127,20 @@ def machine_busy_seconds() -> float:
         int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
     )
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def wait_quiet(limit: float) -> float:
+    """Wait (up to `limit` seconds) for 5 s in which the machine uses under FOREIGN_WARN
+    cores; returns the last window's load (2 s sampled when limit is 0)."""
+    deadline = time.monotonic() + limit
+    while True:
+        window = 5.0 if limit else 2.0
+        before, start = machine_busy_seconds(), time.monotonic()
+        time.sleep(window)
+        load = (machine_busy_seconds() - before) / (time.monotonic() - start)
+        if load < FOREIGN_WARN or time.monotonic() >= deadline:
+            return load
+        print(f"machine busy ({load:.2f} cores); waiting for it to be quiet", file=sys.stderr)
 
 
 @dataclass
@@ -250,6 +273,10 @@ def start_pixgate(procs: Processes, upstream: str, tmp: Path) -> tuple[Server, d
     credit = "100000"
     grant = ["credit", "grant", created["user_id"], credit, "--reason", "bench"]
     pixgate_cli([*grant, "--kind", "topup", *conf], env)
+    # The balance now (the credit above plus any signup grant of the plan).
+    start_balance = table_cell(
+        pixgate_cli(["users", "list", *conf], env), created["user_id"], "balance"
+    )
     port = free_port()
     server = procs.start(
         "pixgate",
@@ -259,7 +286,8 @@ def start_pixgate(procs: Processes, upstream: str, tmp: Path) -> tuple[Server, d
     )
     server.headers = {"Authorization": f"Bearer {created['key']}"}
     wait_ready(server, "/readyz", 120)
-    return server, {"env": env, "conf": conf, "user_id": created["user_id"], "credit": credit}
+    info = {"env": env, "conf": conf, "user_id": created["user_id"], "start": start_balance}
+    return server, info
 
 
 def ensure_litellm(venv: Path) -> Path:
@@ -332,6 +360,7 @@ def verify(server: Server) -> str:
         raw = base64.b64decode(item["b64_json"])
         with Image.open(io.BytesIO(raw)) as image:
             image.load()
+            ANSWERED[str(httpx.URL(server.url))] += 1
             return f"{image.format} {image.size[0]}x{image.size[1]}, {len(r.content)} B answer"
     except Exception as exc:
         raise RuntimeError(
@@ -371,6 +400,7 @@ async def drive(clients: list[httpx.AsyncClient], seconds: float) -> dict:
                 errors["200 without b64_json"] += 1
             else:
                 latencies.append(elapsed)
+                ANSWERED[str(client.base_url)] += 1
 
     await asyncio.gather(*(one_client(c) for c in clients))
     wall = time.perf_counter() - start
@@ -422,9 +452,26 @@ async def measure(
     return result
 
 
-def billing_check(info: dict) -> dict:
-    """pixgate's own audit of balances against the ledger (run after the server stopped)."""
-    done = subprocess.run(
+def table_cell(text: str, row_key: str, column: str) -> Decimal | None:
+    """A number from a rich table printed by the pixgate CLI (None if it is not there)."""
+    lines = text.splitlines()
+    header = next((line for line in lines if f" {column} " in line), None)
+    row = next((line for line in lines if row_key in line), None)
+    if header is None or row is None:
+        return None
+    names = [c.strip() for c in re.split(r"[│┃]", header)]
+    cells = [c.strip() for c in re.split(r"[│┃]", row)]
+    if column not in names or len(cells) != len(names):
+        return None
+    with contextlib.suppress(ArithmeticError):
+        return Decimal(cells[names.index(column)].replace(",", ""))
+    return None
+
+
+def billing_check(info: dict, server: Server) -> dict:
+    """After pixgate stopped: its audit (balances against the ledger, jobs against their
+    charges), the credit spent against the images it answered, and its log's warnings."""
+    audit = subprocess.run(
         [sys.executable, "-m", "pixgate", "audit", *info["conf"]],
         env=info["env"],
         capture_output=True,
@@ -435,11 +482,25 @@ def billing_check(info: dict) -> dict:
         env=info["env"],
         capture_output=True,
         text=True,
-    )
+    ).stdout
+    balance = table_cell(users, info["user_id"], "balance")
+    answered = ANSWERED[str(httpx.URL(server.url))]
+    start = info["start"]
+    spent = start - balance if balance is not None and start is not None else None
+    warnings: collections.Counter[str] = collections.Counter()
+    for line in server.log.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError, AttributeError):
+            entry = json.loads(line)
+            if entry.get("level") in ("warning", "error", "critical"):
+                warnings[f"{entry['level']}: {entry.get('event')}"] += 1
     return {
-        "audit_rc": done.returncode,
-        "audit_output": (done.stdout + done.stderr).strip()[-2000:],
-        "users": users.stdout.strip()[-2000:],
+        "audit_rc": audit.returncode,
+        "audit_output": (audit.stdout + audit.stderr).strip()[-2000:],
+        "images_answered": answered,
+        "credit_spent": str(spent) if spent is not None else None,
+        "expected_spent": str(PRICE * answered),
+        "spent_matches": spent == PRICE * answered if spent is not None else None,
+        "log_warnings": dict(warnings),
     }
 
 
@@ -608,6 +669,13 @@ def main() -> None:
         help="venv with litellm[proxy]; created (pip install) when it has no litellm",
     )
     parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait up to this long for the machine to be idle",
+    )
+    parser.add_argument(
         "--json", type=Path, default=BENCH / "results" / "relay.json", help="results file"
     )
     args = parser.parse_args()
@@ -625,6 +693,12 @@ def main() -> None:
     signal.signal(signal.SIGHUP, stop)
 
     litellm_exe = ensure_litellm(args.litellm_venv.resolve()) if "litellm" in targets else None
+    idle_load = wait_quiet(args.wait_quiet)
+    if idle_load >= FOREIGN_WARN:
+        print(
+            f"WARNING: the machine is busy before the run ({idle_load:.2f} cores in use)",
+            file=sys.stderr,
+        )
 
     with tempfile.TemporaryDirectory(prefix="pixgate-relay-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -652,7 +726,7 @@ def main() -> None:
             sys.exit(130)
         finally:
             procs.stop_all()
-        billing = billing_check(pixgate_info) if pixgate_info else None
+        billing = billing_check(pixgate_info, servers["pixgate"]) if pixgate_info else None
 
     table, ratios = summarize(rows, levels, targets)
     print_report(table, ratios, args.seconds, args.rounds)
@@ -661,6 +735,13 @@ def main() -> None:
         print(f"pixgate audit after the run: {state}")
         if billing["audit_rc"] != 0:
             print(billing["audit_output"])
+        print(
+            f"pixgate credit spent: {billing['credit_spent']} for {billing['images_answered']} "
+            f"images answered ({billing['expected_spent']} expected): "
+            + {True: "ok", False: "MISMATCH", None: "balance not found"}[billing["spent_matches"]]
+        )
+        for what, count in billing["log_warnings"].items():
+            print(f"pixgate log: {count} x {what}")
 
     results = {
         "date": datetime.date.today().isoformat(),
@@ -675,6 +756,7 @@ def main() -> None:
         "warmup": args.warmup,
         "rounds": args.rounds,
         "levels": levels,
+        "machine_load_before_cores": round(idle_load, 3),
         "verified": checks,
         "table": table,
         "ratios": ratios,

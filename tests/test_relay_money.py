@@ -296,7 +296,7 @@ def test_a_long_upstream_call_keeps_its_lease(make_server, upstreams):
         channels=[up.channel("slow", timeout_seconds=20)],
         models=[relayed("m", "slow")],
         demo=False,
-        lease_seconds=0.9,
+        lease_seconds=1.2,
         sweep_interval_seconds=0.2,
         shutdown_grace_seconds=1,
     )

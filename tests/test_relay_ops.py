@@ -1,7 +1,7 @@
 """Relayed models end to end, the operator's side: channel credentials never leave the
 server (API answers, errors, metrics, logs, the records), bad `[[channels]]` configs fail
 to load with a message naming the entry and field but not the credentials (`pixgate
-serve` exits 2 with it), and `pixgate channels list|test|enable|disable`."""
+serve` exits 2 with it), and `pixgate channels list|test|disable`."""
 
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ def test_serve_with_a_bad_config_exits_2_with_the_message(tmp_path):
 
 # --- pixgate channels ----------------------------------------------------------------------
 @pytest.mark.slow
-def test_channels_cli_lists_tests_disables_and_enables(tmp_path, module_upstreams):
+def test_channels_cli_lists_tests_and_disables(tmp_path, module_upstreams):
     good = module_upstreams("openai", api_key=OPENAI_KEY)
     bad = module_upstreams("siliconflow", api_key=SF_KEY)
     bad.set("fail")
@@ -259,11 +259,6 @@ def test_channels_cli_lists_tests_disables_and_enables(tmp_path, module_upstream
     assert len(bad.calls) == 1
     no_secret(ok.stdout + ok.stderr + failed.stdout + failed.stderr, "channels test")
 
-    missing = run("test", "nope")
-    assert missing.returncode == 2 and "nope" in missing.stderr, missing.stderr
-
     assert "good: disabled" in run("disable", "good").stdout
     listed = run("list")
     assert "disabled" in listed.stdout and "good" in listed.stdout, listed.stdout
-    assert "good: enabled" in run("enable", "good").stdout
-    assert "disabled" not in run("list").stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pixgate.cli.common import (
@@ -76,7 +77,7 @@ def test_channel(
     if not result.ok:
         err_console.print(
             f"[red]FAILED[/red] {result.channel} ({result.model}) after {result.latency_ms} ms: "
-            f"{result.error}"
+            f"{escape(result.error or '')}"
         )
         raise typer.Exit(1)
     console.print(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pixgate.settings import Settings, load_settings
 
@@ -50,10 +51,10 @@ def cli_settings(config: Path | None, data_dir: Path | None, **overrides: Any) -
     try:
         return load_settings(config, data_dir=data_dir, **overrides)
     except FileNotFoundError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     except ValueError as exc:  # pydantic ValidationError is a ValueError
-        err_console.print(f"[red]invalid configuration:[/red]\n{exc}")
+        err_console.print(f"[red]invalid configuration:[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -88,10 +89,10 @@ def run_with_core(settings: Settings, fn: Callable[[Pixgate], Awaitable[T]]) -> 
     try:
         return asyncio.run(go())
     except PixgateError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message()}")
+        err_console.print(f"[red]error:[/red] {escape(exc.message())}")
         raise typer.Exit(2) from exc
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 

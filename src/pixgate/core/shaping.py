@@ -5,6 +5,7 @@ dialects pass their own field names so errors name what the client sent."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -120,7 +121,10 @@ def shape_request(
     upscale: Literal[1, 2, 4] = 1,
     watermark: Watermark | None = None,
     names: FieldNames = FieldNames(),
+    defaulted: Collection[str] = (),
 ) -> GenerationRequest:
+    """`defaulted`: the fields (pixgate's names) whose value is the dialect's own default,
+    not the client's: a relayed model's channels need not be able to send them."""
     given = {
         name
         for name, value in (
@@ -133,7 +137,7 @@ def shape_request(
             ("hires", hires),
             ("strength", strength),
         )
-        if value not in (None, "", [])
+        if value not in (None, "", []) and name not in defaulted
     }
     check_relay(spec, kind, given, names)
     if strength is None:

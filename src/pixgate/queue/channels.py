@@ -38,7 +38,8 @@ async def set_enabled(db: Database, name: str, enabled: bool, reason: str | None
     async with db.write() as s:
         row = await s.get(ChannelState, name)
         if row is None:
-            s.add(ChannelState(name=name, state="closed", disabled=not enabled, reason=reason))
+            state = "closed" if enabled else "disabled"
+            s.add(ChannelState(name=name, state=state, disabled=not enabled, reason=reason))
             return
         await s.execute(
             update(ChannelState)

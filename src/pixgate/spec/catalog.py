@@ -121,15 +121,15 @@ class ModelSpec(BaseModel):
             return data
         source, names = data.get("source") or "", data.get("channels") or []
         if isinstance(source, str) and source.startswith("channel:"):
-            named = source.removeprefix("channel:")
-            if not named:
-                raise ValueError('source "channel:" must name a channel: "channel:NAME"')
-            if names and list(names) != [named]:
+            named = [n.strip() for n in source.removeprefix("channel:").split(",")]
+            if not all(named):
+                raise ValueError('source "channel:" must name channels: "channel:NAME"')
+            if names and list(names) != named:
                 raise ValueError(
                     f'give source = "channel:NAME" or channels = [...], not both ({source!r} '
                     f"and {list(names)!r})"
                 )
-            return {**data, "channels": [named]}
+            return {**data, "channels": named}
         if names:
             if source:
                 raise ValueError(

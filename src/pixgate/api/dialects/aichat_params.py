@@ -14,7 +14,17 @@ from pixgate.errors import invalid
 from pixgate.spec.catalog import ModelSpec, Style, parse_size, size_for_ratio, stable_id
 from pixgate.spec.request import MAX_SEED, GenerationRequest, HiresFix, LoraRef
 
-NAMES = FieldNames(size="size_id", n="number", steps="steps", sampler="simper", hires="hire")
+NAMES = FieldNames(
+    size="size_id",
+    n="number",
+    steps="steps",
+    sampler="simper",
+    hires="hire",
+    guidance="cfg_scale",
+    strength="denoising_strength",
+)
+# pixgate field -> this dialect's field, for the ones it fills with its own default
+DEFAULTED = {"guidance": "cfg_scale", "strength": "denoising_strength"}
 HIRES_SCALE = 2.0  # hire=1: A1111's usual "upscale by 2"
 
 
@@ -142,4 +152,5 @@ def to_request(
         lora=[LoraRef(name=name, scale=scale) for name in spec.loras],
         hires=HiresFix(scale=HIRES_SCALE, strength=strength) if params.hire else None,
         names=NAMES,
+        defaulted=[f for f, own in DEFAULTED.items() if own not in params.model_fields_set],
     )

@@ -57,7 +57,9 @@ MODEL_VERSIONS = {
     "jimeng_high_aes_general_v21_L": "general_v2.1_L",
 }
 SCHEDULE_CONFS = ("general_v20_9B_pe", "general_v20_9B_rephraser")
-NAMES = FieldNames(size="width", n="n", steps="ddim_steps")
+NAMES = FieldNames(size="width", n="n", steps="ddim_steps", guidance="scale")
+# pixgate field -> this dialect's field, for the ones it fills with its own default
+DEFAULTED = {"guidance": "scale", "steps": "ddim_steps"}
 
 
 class LogoInfo(BaseModel):
@@ -187,6 +189,7 @@ def to_request(app_core: Pixgate, fields: GenerateFields) -> GenerationRequest:
         upscale=2 if fields.use_sr else 1,
         watermark=logo.watermark() if logo else None,
         names=NAMES,
+        defaulted=[f for f, own in DEFAULTED.items() if own not in fields.model_fields_set],
     )
 
 

@@ -120,6 +120,7 @@ async def generate(request: Request, raw: Body) -> JSONResponse:
         guidance=body.guidance_scale,
         seed=body.seed,
         names=FieldNames(size="image_size", n="batch_size"),
+        defaulted=() if "guidance_scale" in body.model_fields_set else ("guidance",),
     )
     result = await app_core.tasks.generate(caller, req, request_id(request))
     usage = await app_core.identity.api_usage(caller.key.id, spec)
