@@ -174,6 +174,8 @@ from pixgate.spec.catalog import TINY_SD, Catalog, ModelSpec
 backends = Backends(load_settings(None, data_dir={data!r}))
 fake = ModelSpec(name="f", source="fake:", sizes=["64x64"], default_size="64x64")
 assert type(backends.get(fake)).__name__ == "FakeBackend"
+relayed = ModelSpec(name="r", channels=["up"], sizes=["64x64"], default_size="64x64")
+assert type(backends.get(relayed)).__name__ == "RelayBackend"  # relay workers need no torch
 try:
     backends.get(TINY_SD)
 except BackendError as exc:
@@ -182,7 +184,7 @@ except BackendError as exc:
 """
 
 
-def test_a_worker_without_torch_serves_fake_models_and_says_what_to_install(tmp_path):
+def test_a_worker_without_torch_serves_fake_and_relayed_models_and_says_what_to_install(tmp_path):
     script = NO_TORCH.format(data=str(tmp_path / "data"))
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120

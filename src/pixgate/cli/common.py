@@ -107,21 +107,26 @@ ENGINE_SOURCES = ("builtin", "local", "hub")  # source kinds the diffusers backe
 ENGINE_MODULES = ("torch", "diffusers")
 
 
+def engine_missing(modules: tuple[str, ...] = ENGINE_MODULES) -> list[str]:
+    """The engine's packages this machine lacks."""
+    import importlib.util
+
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
 def needs_engine(
     command: str, settings: Settings | None = None, modules: tuple[str, ...] = ENGINE_MODULES
 ) -> None:
     """Exit with one line when the engine extra (torch, diffusers) is not installed but the
     command would run models with it (with `settings`: only if its catalog has such a model,
     so a worker for other backends needs no torch)."""
-    import importlib.util
-
     if settings is not None:
         from pixgate.spec.catalog import Catalog
 
         models = Catalog.build(settings.models, settings.demo)
         if not any(m.source_kind in ENGINE_SOURCES for m in models):
             return
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = engine_missing(modules)
     if missing:
         hint = " (or serve --no-workers for an API-only node)" if command == "serve" else ""
         err_console.print(

@@ -9,11 +9,13 @@ from typing import Annotated
 import typer
 
 from pixgate.cli.common import (
+    ENGINE_SOURCES,
     ConfigOpt,
     DataDirOpt,
     DemoOpt,
     app,
     cli_settings,
+    engine_missing,
     err_console,
     needs_engine,
     where,
@@ -65,15 +67,30 @@ def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 
     from pixgate.core.service import Pixgate
     from pixgate.logs import configure_logging
+    from pixgate.spec.catalog import Catalog
 
     settings = cli_settings(config, data_dir)
-    needs_engine("worker", settings)
+    models = None
+    catalog = Catalog.build(settings.models, settings.demo)
+    others = [m.name for m in catalog if m.source_kind not in ENGINE_SOURCES]
+    if others and engine_missing():  # a relay (or fake) worker on a machine without torch
+        models = others
+        left = [m.name for m in catalog if m.source_kind in ENGINE_SOURCES]
+        if left:
+            err_console.print(
+                f"torch is not installed: serving {', '.join(others)}; "
+                f"{', '.join(left)} are left to workers that have pixgate[engine]",
+                highlight=False,
+                markup=False,
+            )
+    else:
+        needs_engine("worker", settings)
     configure_logging(settings.log_level, settings.log_json)
     err_console.print(f"pixgate worker  {where(settings)}", highlight=False)
 
     async def main() -> None:
         core = Pixgate(settings)
-        await core.start(with_worker=True)
+        await core.start(with_worker=True, worker_models=models)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

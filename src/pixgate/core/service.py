@@ -100,14 +100,23 @@ class Pixgate:
         self.admin = Administration(self.db, self.catalog, self.queue, self.box, self.identity)
         self.channels = Channels(settings, self.catalog, self.db)
 
-    async def start(self, with_worker: bool | None = None) -> None:
+    async def start(
+        self, with_worker: bool | None = None, worker_models: list[str] | None = None
+    ) -> None:
+        """Migrate, start the worker (unless told not to; `worker_models`: only these
+        models), housekeeping and webhooks, and open admission."""
         self.loop = asyncio.get_running_loop()
         await self.db.migrate()
         if with_worker if with_worker is not None else self.settings.run_workers:
             from pixgate.queue.worker import Worker
 
             self.worker = Worker(
-                self.settings, self.catalog, self.queue, self.storage, self.metrics
+                self.settings,
+                self.catalog,
+                self.queue,
+                self.storage,
+                self.metrics,
+                models=worker_models,
             )
             self.worker.start()
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))

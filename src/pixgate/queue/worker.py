@@ -13,6 +13,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -88,7 +89,10 @@ class Worker:
         storage: Storage,
         metrics: Metrics,
         backends: Backends | None = None,
+        models: Collection[str] | None = None,
     ):
+        """`models`: the catalog models this worker serves (default: all of them); jobs
+        of the others are left to workers that have their backend."""
         check_catalog(catalog)  # ValueError naming the model: the server does not start
         self.settings = settings
         self.catalog = catalog
@@ -109,8 +113,9 @@ class Worker:
         # polling every worker_poll_seconds.
         # The engine thread runs local models and mark jobs; relayed models go to the relay
         # lane, many at once on the loop.
-        relayed = [spec.name for spec in catalog if is_relayed(spec)]
-        self._engine_jobs = ClaimFilter([s.name for s in catalog if not is_relayed(s)], marks=True)
+        served = [spec for spec in catalog if models is None or spec.name in models]
+        relayed = [spec.name for spec in served if is_relayed(spec)]
+        self._engine_jobs = ClaimFilter([s.name for s in served if not is_relayed(s)], marks=True)
         self._queued = queue.notifications.queued_signal(self._engine_jobs.accepts)
         self.relay = (
             RelayLane(
