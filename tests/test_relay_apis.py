@@ -319,3 +319,14 @@ def test_volcengine_type_against_pixgate(pixgate):
     )
     failure = fails(wrong)
     assert failure.kind == "auth" and "SignatureDoesNotMatch" in failure.message
+
+
+@by_type("siliconflow", "volcengine", "ark", "a1111")
+def test_fields_left_to_their_defaults_are_left_to_the_upstream(up):
+    """Steps and guidance the client did not set are not sent: the upstream's own defaults
+    apply (pixgate's are for its own models)."""
+    run(up.channel(), request(defaulted=["steps", "guidance"]))
+    sent = up.calls[0].json
+    for key in ("num_inference_steps", "guidance_scale", "ddim_steps", "scale", "cfg_scale"):
+        assert key not in sent
+    assert "seed" in sent  # the seed pixgate chose is sent: the result can be reproduced

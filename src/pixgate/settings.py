@@ -61,6 +61,15 @@ def default_plans() -> dict[str, Plan]:
     }
 
 
+def _no_duplicates(entries: list[Any], what: str, table: str) -> list[Any]:
+    """`entries` (of one config table), unless two share a name."""
+    names = [e.name for e in entries]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate {what} names in [[{table}]]: {', '.join(dupes)}")
+    return entries
+
+
 class Settings(BaseSettings):
     """Everything an operator can set. Env vars use the `PIXGATE_` prefix
     (`PIXGATE_DATABASE_URL`, `PIXGATE_URL_TTL_SECONDS`, ...)."""
@@ -238,20 +247,12 @@ class Settings(BaseSettings):
     @field_validator("models")
     @classmethod
     def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
-        names = [m.name for m in models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate model names in [[models]]: {', '.join(dupes)}")
-        return models
+        return _no_duplicates(models, "model", "models")
 
     @field_validator("channels")
     @classmethod
     def _unique_channels(cls, channels: list[ChannelSpec]) -> list[ChannelSpec]:
-        names = [c.name for c in channels]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate channel names in [[channels]]: {', '.join(dupes)}")
-        return channels
+        return _no_duplicates(channels, "channel", "channels")
 
     @model_validator(mode="after")
     def _relayed_models(self) -> Settings:
@@ -289,11 +290,7 @@ class Settings(BaseSettings):
     @field_validator("loras")
     @classmethod
     def _unique_loras(cls, loras: list[LoraSpec]) -> list[LoraSpec]:
-        names = [lo.name for lo in loras]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate LoRA names in [[loras]]: {', '.join(dupes)}")
-        return loras
+        return _no_duplicates(loras, "LoRA", "loras")
 
     @model_validator(mode="after")
     def _known_plan(self) -> Settings:

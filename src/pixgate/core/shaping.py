@@ -227,4 +227,5 @@ def shape_request(
         hires=hires,
         upscale=upscale,
         watermark=watermark,
+        defaulted=[f for f in ("steps", "guidance") if f not in given],
     )

@@ -81,6 +81,11 @@ class GenerationRequest(BaseModel):
     upscale: Literal[1, 2, 4] = Field(default=1, description="Super-resolution factor.")
     watermark: Watermark | None = None
     user: str | None = None
+    defaulted: list[str] = Field(
+        default_factory=list,
+        description="Fields (steps, guidance) filled with the model's or dialect's default "
+        "rather than set by the client; relays leave them to the upstream's own defaults.",
+    )
 
     @field_validator("lora", "hires", "watermark", mode="before")
     @classmethod

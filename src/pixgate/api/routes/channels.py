@@ -5,6 +5,7 @@ never appear: a channel is shown by its name, type, URL and routing settings."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -100,14 +101,7 @@ def channel_json(v: ChannelView) -> dict:
 
 
 def test_json(t: ChannelTest) -> dict:
-    return {
-        "channel": t.channel,
-        "model": t.model,
-        "ok": t.ok,
-        "latency_ms": t.latency_ms,
-        "images": t.images,
-        "error": t.error,
-    }
+    return dataclasses.asdict(t)
 
 
 @router.get("", summary="Upstream channels: state, health and margin", **documented(ChannelList))

@@ -35,6 +35,7 @@ from pixgate.backends.relay.apis.base import (
     json_body,
     require_kind,
     send,
+    without_defaults,
 )
 
 TXT2IMG = "/sdapi/v1/txt2img"
@@ -96,7 +97,7 @@ def payload(call: Call) -> dict[str, Any]:
             raise UpstreamFailure("rejected", "an inpaint request needs a mask")
         body["mask"] = b64encode(call.inputs.mask)
         body["inpainting_fill"] = 1
-    return body
+    return without_defaults(body, req, {"steps": "steps", "guidance": "cfg_scale"})
 
 
 async def generate(call: Call) -> list[UpstreamImage]:

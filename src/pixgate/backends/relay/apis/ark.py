@@ -32,6 +32,7 @@ from pixgate.backends.relay.apis.base import (
     send,
     size,
     upstream_message,
+    without_defaults,
 )
 
 GENERATIONS = "/api/v3/images/generations"
@@ -58,7 +59,7 @@ def payload(call: Call, seed: int, image: str | None) -> dict[str, Any]:
     }
     if image is not None:
         body["image"] = image
-    return body
+    return without_defaults(body, req, {"guidance": "guidance_scale"})
 
 
 async def generate(call: Call) -> list[UpstreamImage]:

@@ -317,3 +317,13 @@ def listed_images(body: Any, where: str) -> list[UpstreamImage]:
         else:
             raise UpstreamFailure("bad_response", f"an entry of {where} has no b64_json or url")
     return images
+
+
+def without_defaults(body: dict[str, Any], req: GenerationRequest, keys: dict[str, str]) -> dict:
+    """`body` without the upstream fields (`keys`: pixgate field -> upstream key) whose
+    value pixgate filled in as a default: the upstream's own default applies instead, as it
+    would for a client calling it directly."""
+    for field_name, key in keys.items():
+        if field_name in req.defaulted:
+            body.pop(key, None)
+    return body

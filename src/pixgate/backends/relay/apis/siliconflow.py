@@ -24,6 +24,7 @@ from pixgate.backends.relay.apis.base import (
     require_kind,
     send,
     size,
+    without_defaults,
 )
 
 GENERATIONS = "/images/generations"
@@ -44,7 +45,9 @@ def payload(call: Call) -> dict[str, Any]:
         body["negative_prompt"] = req.negative_prompt
     if req.kind == "img2img":
         body["image"] = data_uri(input_image(call))
-    return body
+    return without_defaults(
+        body, req, {"steps": "num_inference_steps", "guidance": "guidance_scale"}
+    )
 
 
 async def generate(call: Call) -> list[UpstreamImage]:

@@ -44,6 +44,7 @@ from pixgate.backends.relay.apis.base import (
     send,
     upstream_message,
     with_overrides,
+    without_defaults,
 )
 
 QUERY = "?Action=CVProcess&Version=2022-08-31"
@@ -111,7 +112,7 @@ def payload(call: Call, seed: int, image_b64: str | None) -> dict[str, Any]:
     }
     if image_b64 is not None:
         body["binary_data_base64"] = [image_b64]
-    return body
+    return without_defaults(body, req, {"steps": "ddim_steps", "guidance": "scale"})
 
 
 def signed_headers(call: Call, target: str, content: bytes) -> dict[str, str]:
