@@ -144,6 +144,18 @@ def test_failover_follows_priority_and_stops_at_the_first_success(use):
     assert view["b"]["last_hour"]["images"] == 2 and view["c"]["last_hour"]["calls"] == 0
     assert view["a"]["models"] == [g.model] and view["a"]["priority"] == 3
     assert balance(g.server, key) == Decimal("9.8")
+    with g.server.client(admin) as c:  # the job records the channel and every call
+        user = g.server.key_row(key).user_id
+        latest = c.get("/admin/jobs", params={"user": user, "limit": 1}).json()["data"][0]
+        job = c.get(f"/admin/jobs/{latest['id']}").json()
+        assert c.get("/admin/jobs/nope").status_code == 404
+    assert job["channel"] == g.channel("b") and job["status"] == "succeeded"
+    calls = job["upstream_calls"]
+    assert [(x["channel"], x["outcome"]) for x in calls] == [
+        (g.channel("a"), "server"),
+        (g.channel("b"), "ok"),
+    ]
+    assert calls[0]["http_status"] == 500 and calls[0]["error"] and calls[1]["images"] == 2
 
 
 def test_channels_that_failed_a_request_are_not_called_again_for_it(use):

@@ -293,3 +293,20 @@ async def test_bad_images_fail_over_and_credentials_never_reach_messages(script,
     assert routed.channel == "b"
     assert [a.outcome for a in routed.attempts] == ["bad_response", "server", "ok"]
     assert all(secret not in (a.error or "") for a in routed.attempts)
+
+
+def test_every_status_maps_to_the_failure_the_router_acts_on():
+    import httpx
+
+    from pixgate.backends.relay.apis.base import failure_for_status
+
+    def kind(status, headers=None):
+        failure = failure_for_status(httpx.Response(status, headers=headers, json={}))
+        return failure and (failure.kind, failure.retry_after)
+
+    assert kind(200) is None
+    assert kind(401) == ("auth", None) and kind(403) == ("auth", None)
+    assert kind(429, {"Retry-After": "7"}) == ("busy", 7.0)
+    assert kind(503) == ("server", None) and kind(500) == ("server", None)
+    assert kind(400) == ("rejected", None) and kind(422) == ("rejected", None)
+    assert kind(451) == ("content", None)

@@ -351,6 +351,22 @@ class JobList(ListOf):
     data: list[JobRow]
 
 
+class UpstreamCall(BaseModel):
+    channel: str
+    outcome: str = Field(description="ok, or connect, timeout, busy, server, bad_response, ...")
+    http_status: int | None
+    latency_ms: int
+    images: int
+    cost: str
+    error: str | None
+
+
+class JobDetail(JobRow):
+    error_message: str | None
+    inference_seconds: float | None
+    upstream_calls: list[UpstreamCall]
+
+
 class AuditReport(BaseModel):
     ok: bool
     problems: list[str]

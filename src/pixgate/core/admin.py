@@ -7,9 +7,9 @@ from pixgate.accounts import audit, codes, keys, users
 from pixgate.accounts.secrets import SecretBox
 from pixgate.core.identity import Identity
 from pixgate.core.views import LedgerView, TaskView, ledger_view, task_view
-from pixgate.db import ApiKey, Database, User
-from pixgate.errors import invalid
-from pixgate.queue import queries
+from pixgate.db import ApiKey, ChannelAttempt, Database, User
+from pixgate.errors import PixgateError, invalid
+from pixgate.queue import channels, queries
 from pixgate.queue.jobs import JobQueue
 from pixgate.spec.catalog import Catalog
 
@@ -92,6 +92,13 @@ class Administration:
     async def jobs(self, user: str | None, status: str | None, limit: int) -> list[TaskView]:
         user_id = await users.user_filter(self._db, user)
         return [task_view(j) for j in await queries.recent_jobs(self._db, user_id, status, limit)]
+
+    async def job(self, job_id: str) -> tuple[TaskView, list[ChannelAttempt]]:
+        """Any job, with its upstream calls (relayed jobs); 404 when there is none."""
+        job = await self._queue.get(job_id)
+        if job is None:
+            raise PixgateError("not_found", args_={"path": f"job {job_id}"})
+        return task_view(job), await channels.attempts_of(self._db, job_id)
 
     async def audit(self) -> list[str]:
         """Every mismatch between balances, the ledger, jobs and key counters."""

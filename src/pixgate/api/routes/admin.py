@@ -17,6 +17,7 @@ from pixgate.api.deps import Admin, admin, core
 from pixgate.api.schemas import (
     AuditReport,
     Balance,
+    JobDetail,
     JobList,
     KeyInfo,
     KeyList,
@@ -29,6 +30,7 @@ from pixgate.api.schemas import (
     request_body,
 )
 from pixgate.api.validation import validate
+from pixgate.core.views import TaskView
 from pixgate.db import ApiKey, User
 from pixgate.errors import invalid
 from pixgate.money import from_minor, to_minor
@@ -271,26 +273,50 @@ async def jobs(
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict:
     rows = await core(request).admin.jobs(user, status, limit)
+    return {"object": "list", "data": [job_json(j) for j in rows]}
+
+
+def job_json(j: TaskView) -> dict:
     return {
-        "object": "list",
-        "data": [
+        "id": j.id,
+        "user_id": j.user_id,
+        "key_id": j.key_id,
+        "model": j.model,
+        "status": j.status,
+        "n": j.n,
+        "n_succeeded": j.n_succeeded,
+        "seed": j.seed,
+        "cost": str(from_minor(j.cost_minor)),
+        "error_code": j.error_code,
+        "created_at": j.created_at.isoformat(),
+        "finished_at": j.finished_at.isoformat() if j.finished_at else None,
+        "channel": j.channel,
+        "upstream_cost": str(from_minor(j.upstream_cost_minor)),
+    }
+
+
+@router.get(
+    "/jobs/{job_id}",
+    summary="One job, with its error and, for relayed jobs, every upstream call",
+    **documented(JobDetail),
+)
+async def job_detail(request: Request, job_id: str) -> dict:
+    job, attempts = await core(request).admin.job(job_id)
+    return {
+        **job_json(job),
+        "error_message": job.error_message,
+        "inference_seconds": job.inference_seconds,
+        "upstream_calls": [
             {
-                "id": j.id,
-                "user_id": j.user_id,
-                "key_id": j.key_id,
-                "model": j.model,
-                "status": j.status,
-                "n": j.n,
-                "n_succeeded": j.n_succeeded,
-                "seed": j.seed,
-                "cost": str(from_minor(j.cost_minor)),
-                "error_code": j.error_code,
-                "created_at": j.created_at.isoformat(),
-                "finished_at": j.finished_at.isoformat() if j.finished_at else None,
-                "channel": j.channel,
-                "upstream_cost": str(from_minor(j.upstream_cost_minor)),
+                "channel": a.channel,
+                "outcome": a.outcome,
+                "http_status": a.http_status,
+                "latency_ms": a.latency_ms,
+                "images": a.images,
+                "cost": str(from_minor(a.cost_minor)),
+                "error": a.error,
             }
-            for j in rows
+            for a in attempts
         ],
     }
 
