@@ -13,6 +13,7 @@ at once with a 64x64 PNG as `b64_json` (bench/relay_apps.py, under uvicorn):
   floor).
 
     .venv/bin/python bench/relay.py                       # 10 s per point, c = 1, 16, 64
+    .venv/bin/python bench/relay.py --wait-quiet 300 --markdown   # as in docs/benchmarks.md
     .venv/bin/python bench/relay.py --seconds 5 --litellm-venv /tmp/litellm-venv
 
 Before measuring, one request to each target must answer 200 with a decodable image (PIL).
@@ -61,7 +62,7 @@ PATH = "/v1/images/generations"
 BODY = json.dumps({"model": "relay-model", "prompt": "x", "response_format": "b64_json"}).encode()
 TARGETS = ("pixgate", "litellm", "bare")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ANSWERED: collections.Counter[str] = collections.Counter()  # 200s with an image, by URL
+ANSWERED: collections.Counter[int] = collections.Counter()  # 200s with an image, by port
 PRICE = Decimal("0.01")  # the model's price in the pixgate config below
 FOREIGN_WARN = 0.15  # cores used by processes outside this benchmark before it warns
 
@@ -360,7 +361,7 @@ def verify(server: Server) -> str:
         raw = base64.b64decode(item["b64_json"])
         with Image.open(io.BytesIO(raw)) as image:
             image.load()
-            ANSWERED[str(httpx.URL(server.url))] += 1
+            ANSWERED[httpx.URL(server.url).port or 0] += 1
             return f"{image.format} {image.size[0]}x{image.size[1]}, {len(r.content)} B answer"
     except Exception as exc:
         raise RuntimeError(
@@ -400,7 +401,7 @@ async def drive(clients: list[httpx.AsyncClient], seconds: float) -> dict:
                 errors["200 without b64_json"] += 1
             else:
                 latencies.append(elapsed)
-                ANSWERED[str(client.base_url)] += 1
+                ANSWERED[client.base_url.port or 0] += 1
 
     await asyncio.gather(*(one_client(c) for c in clients))
     wall = time.perf_counter() - start
@@ -484,7 +485,7 @@ def billing_check(info: dict, server: Server) -> dict:
         text=True,
     ).stdout
     balance = table_cell(users, info["user_id"], "balance")
-    answered = ANSWERED[str(httpx.URL(server.url))]
+    answered = ANSWERED[httpx.URL(server.url).port or 0]
     start = info["start"]
     spent = start - balance if balance is not None and start is not None else None
     warnings: collections.Counter[str] = collections.Counter()
@@ -575,8 +576,13 @@ def summarize(rows: list[dict], levels: list[int], targets: list[str]) -> tuple[
     return table, ratios
 
 
-def print_report(table: list[dict], ratios: list[dict], seconds: float, rounds: int) -> None:
-    print(f"\nrelay to a fake upstream, {seconds:g} s per point, {rounds} round(s) (medians)")
+def print_report(
+    table: list[dict], ratios: list[dict], seconds: float, rounds: int, versions: str
+) -> None:
+    print(
+        f"\nrelay to a fake upstream, {seconds:g} s per point, {rounds} round(s) (medians); "
+        + versions
+    )
     print(
         f"{'c':>3} {'target':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
         f"{'CPU ms/req':>10} {'CPU: server':>11} {'upstream':>8} {'clients':>7} {'other':>5}"
@@ -622,6 +628,37 @@ def print_report(table: list[dict], ratios: list[dict], seconds: float, rounds: 
     for r in table:
         if r["errors"]:
             print(f"errors, {r['target']} c={r['concurrency']}: {r['error_kinds']}")
+
+
+def markdown(table: list[dict], ratios: list[dict]) -> str:
+    """The two tables of docs/benchmarks.md's relay section."""
+    lines = [
+        "| c | target | req/s | p50 ms | p99 ms | errors | CPU ms/req | relay CPU, cores |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    names = {"pixgate": "pixgate", "litellm": "LiteLLM", "bare": "bare forwarder"}
+    for r in table:
+        lines.append(
+            f"| {r['concurrency']} | {names[r['target']]} | {r['requests_per_s']:.1f} "
+            f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} "
+            f"| {r['server_cpu_ms_per_request']:.2f} | {r['server_cpu_cores']:.2f} |"
+        )
+    lines += [
+        "",
+        "| c | pixgate / LiteLLM, req/s | pixgate / LiteLLM, p99 | pixgate / bare, req/s |",
+        "|---|---|---|---|",
+    ]
+    for e in ratios:
+        cells = [
+            f"{e[k]:.2f}" if k in e else "-"
+            for k in (
+                "pixgate_over_litellm_rps",
+                "pixgate_over_litellm_p99",
+                "pixgate_over_bare_rps",
+            )
+        ]
+        lines.append(f"| {e['concurrency']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 async def sweep(
@@ -676,6 +713,9 @@ def main() -> None:
         help="first wait up to this long for the machine to be idle",
     )
     parser.add_argument(
+        "--markdown", action="store_true", help="also print the tables for docs/benchmarks.md"
+    )
+    parser.add_argument(
         "--json", type=Path, default=BENCH / "results" / "relay.json", help="results file"
     )
     args = parser.parse_args()
@@ -722,14 +762,24 @@ def main() -> None:
             rows = asyncio.run(sweep(servers, fake, levels, args.rounds, args.seconds, args.warmup))
             pixgate_log = servers["pixgate"].log_tail(20) if "pixgate" in servers else ""
         except KeyboardInterrupt:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
             print("\ninterrupted; stopping the servers", file=sys.stderr)
             sys.exit(130)
+        except RuntimeError as exc:  # a server that did not start or answered wrongly
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
         finally:
             procs.stop_all()
         billing = billing_check(pixgate_info, servers["pixgate"]) if pixgate_info else None
 
     table, ratios = summarize(rows, levels, targets)
-    print_report(table, ratios, args.seconds, args.rounds)
+    pixgate_version = git_describe()
+    lite_version = litellm_version(args.litellm_venv.resolve()) if litellm_exe else None
+    versions = f"pixgate {pixgate_version}" + (f", LiteLLM {lite_version}" if lite_version else "")
+    print_report(table, ratios, args.seconds, args.rounds, versions)
+    if args.markdown:
+        print("\n" + markdown(table, ratios) + "\n")
     if billing:
         state = "ok" if billing["audit_rc"] == 0 else f"FAILED (rc {billing['audit_rc']})"
         print(f"pixgate audit after the run: {state}")
@@ -750,8 +800,8 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
-        "pixgate": git_describe(),
-        "litellm": litellm_version(args.litellm_venv.resolve()) if litellm_exe else None,
+        "pixgate": pixgate_version,
+        "litellm": lite_version,
         "seconds": args.seconds,
         "warmup": args.warmup,
         "rounds": args.rounds,

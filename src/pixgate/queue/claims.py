@@ -190,6 +190,25 @@ class Claims:
             )
         return result.rowcount == 1
 
+    async def renew_many(
+        self, job_ids: Collection[str], worker_id: str, lease_seconds: float
+    ) -> set[str]:
+        """Renew the leases of several jobs in one UPDATE; the ids still held."""
+        if not job_ids:
+            return set()
+        async with self.db.write() as s:
+            renewed = await s.scalars(
+                update(Job)
+                .where(
+                    Job.id.in_(list(job_ids)),
+                    Job.status == "running",
+                    Job.worker_id == worker_id,
+                )
+                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+                .returning(Job.id)
+            )
+            return set(renewed.all())
+
     async def set_progress(self, job_id: str, worker_id: str, progress: float) -> None:
         async with self.db.write() as s:
             await s.execute(

@@ -75,6 +75,7 @@ class RelayLane:
         self._tasks: list[asyncio.Task] = []
         self._unsaved: set[str] = set()  # channels whose state change is being written
         self._started: dict[str, float] = {}  # running job -> monotonic start
+        self._settling: set[str] = set()  # running jobs whose call is over: being settled
         self._progress_due: dict[str, float] = {}  # running job -> progress not yet written
 
     def start(self) -> None:
@@ -152,6 +153,7 @@ class RelayLane:
 
     def _done(self, job_id: str) -> None:
         self._running.pop(job_id, None)
+        self._settling.discard(job_id)
         self._started.pop(job_id, None)
         self._progress_due.pop(job_id, None)
         self.queue.notifications.forget(job_id)
@@ -169,11 +171,13 @@ class RelayLane:
                 return
             req = GenerationRequest.model_validate(job.request)
             result = await self.backend().generate(req, spec, lambda p: self._progress(job.id, p))
+            self._settling.add(job.id)
         except asyncio.CancelledError:
             if self._aborting and await self.queue.requeue(job.id, self.worker_id):
                 log_.info("relayed job requeued at shutdown")
             return  # else cancelled by its owner, timed out or taken over: already settled
         except BackendError as exc:
+            self._settling.add(job.id)
             self._observe(exc.attempts)
             log_.info("relayed job failed", code=exc.code, error=exc.message)
             await self.queue.fail(
@@ -181,6 +185,7 @@ class RelayLane:
             )
             return
         except Exception as exc:
+            self._settling.add(job.id)
             log_.exception("relayed job crashed")
             await self.queue.fail(job.id, "generation_failed", type(exc).__name__, self.worker_id)
             return
@@ -253,13 +258,18 @@ class RelayLane:
                     log.warning("reading channel states failed", exc_info=True)
 
     async def _renew(self) -> None:
-        for job_id, task in list(self._running.items()):
-            try:
-                ok = await self.queue.renew(job_id, self.worker_id, self.settings.lease_seconds)
-            except Exception:  # a database hiccup: the lease has two more chances
-                log.warning("lease renewal failed", job_id=job_id, exc_info=True)
-                continue
-            if not ok:
+        """One UPDATE renews every running job not already being settled; a job whose
+        renewal is refused while its call is still out was settled or taken over
+        elsewhere, and its call is abandoned."""
+        ids = [i for i in self._running if i not in self._settling]
+        try:
+            held = await self.queue.renew_many(ids, self.worker_id, self.settings.lease_seconds)
+        except Exception:  # a database hiccup: the leases have two more chances
+            log.warning("lease renewal failed", jobs=len(ids), exc_info=True)
+            return
+        for job_id in ids:
+            task = self._running.get(job_id)
+            if job_id not in held and task is not None and job_id not in self._settling:
                 log.warning("lease lost", job_id=job_id, worker_id=self.worker_id)
                 task.cancel()
 
