@@ -309,3 +309,39 @@ def test_a_long_upstream_call_keeps_its_lease(make_server, upstreams):
     assert job.attempts == 1 and len(attempts) == 1
     assert balance(server, key) == Decimal("5") - PRICE
     audit_clean(server)
+
+
+def test_a_relayed_job_still_calling_at_shutdown_is_requeued_and_finished_after(
+    make_server, upstreams, tmp_path
+):
+    """Stopping a server abandons the calls still out after the grace period and puts their
+    jobs back in the queue (nothing charged); the next server runs them once."""
+    up = upstreams("openai")
+    up.set("slow", seconds=30)
+    settings = dict(
+        channels=[up.channel("held", timeout_seconds=60)],
+        models=[relayed("m-held", "held")],
+        demo=False,
+        data_dir=tmp_path / "data",
+        shutdown_grace_seconds=0.2,
+    )
+    first = make_server(**settings)
+    key = first.create_key(credit="5")
+    with first.client(key) as c:
+        r = generate(c, "m-held", **{"async": True})
+        assert r.status_code == 202, r.text
+        task_id = r.json()["id"]
+        until(lambda: up.in_flight == 1, what="the upstream call")
+    first.stop()
+    (job,), _ = db_rows(first, "m-held", key)
+    assert job.status == "queued" and job.worker_id is None and job.cost_minor == 0
+    up.set("ok")
+    second = make_server(**settings)
+    with second.client(key) as c:
+        done = until(
+            lambda: (t := c.get(f"{TASKS}/{task_id}").json())["status"] == "succeeded" and t,
+            what="the job finished by the next server",
+        )
+    assert done["cost"] == str(PRICE)
+    assert balance(second, key) == Decimal("5") - PRICE
+    audit_clean(second)
