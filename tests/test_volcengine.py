@@ -4,6 +4,7 @@ the official `volcengine` SDK (sync and async), every field wired, every error c
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import time
@@ -161,6 +162,13 @@ def test_sdk_async_pair(volc, vkey):
     copy = png(marked["data"]["binary_data_base64"][0])
     assert marked["data"]["image_urls"] is None  # submit's return_url: false
     assert _changed(image, copy) == {"top-right"}
+    # both files carry a valid TC260 label: the copy is new pixels, labelled as such
+    from pixgate.processing.label import inspect_file, label_key
+
+    signing = label_key(volc.core._server_secret)
+    for b64 in (done, marked):
+        seen = inspect_file(base64.b64decode(b64["data"]["binary_data_base64"][0]), signing)
+        assert seen.verdict == "valid", seen.reason
     # unknown task, another req_key's task
     missing = service.cv_sync2async_get_result({"req_key": REQ_KEY, "task_id": "nope"})
     assert missing["code"] == 10000 and missing["data"]["status"] == "not_found"

@@ -241,6 +241,20 @@ class Settings(BaseSettings):
         "workers in other processes; in-process finishes are delivered at once).",
     )
 
+    aigc_label: bool = Field(
+        default=True,
+        description="Write GB 45438's implicit label (TC260 XMP, HMAC-signed) into every "
+        "image file pixgate makes.",
+    )
+    aigc_producer: str = Field(
+        default="pixgate",
+        max_length=200,
+        description="The label's ContentProducer: the operator's service provider code.",
+    )
+    aigc_propagator: str = Field(
+        default="", max_length=200, description="The label's ContentPropagator code."
+    )
+
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -12,7 +12,8 @@ image data is untouched and JPEG/WebP are not encoded twice: an `iTXt` chunk wit
 `XMP ` chunk in WebP's extended (VP8X) format. Reading goes through Pillow, which finds
 all three.
 
-(Groundwork for the labels issue: the worker's encode step does not call this yet.)
+The worker's encode step calls `label_file` for every image when `aigc_label` is on (the
+default): generated images, relayed ones and marked copies alike.
 """
 
 from __future__ import annotations
@@ -141,12 +142,17 @@ def label_file(
     producer: str,
     propagator: str = "",
     propagate_id: str = "",
+    source: Image.Image | None = None,
 ) -> bytes:
     """An encoded image with its implicit label: the pixels it decodes to are what
-    `ReservedCode1` signs (for JPEG and WebP, the lossy result, not the source)."""
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        mac = pixel_mac(key, image_id, image)
+    `ReservedCode1` signs (for JPEG and WebP, the lossy result, not the source). `source`:
+    the image PNG data was encoded from, signed as it is (PNG is lossless: no decode)."""
+    if fmt == "png" and source is not None:
+        mac = pixel_mac(key, image_id, source)
+    else:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            mac = pixel_mac(key, image_id, image)
     fields = {
         "Label": "1",
         "ContentProducer": producer,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pixgate.processing.chain import remark
+from pixgate.processing.chain import LabelContext, remark
 from pixgate.queue.claims import MARK_KIND  # the job's `kind`: never batched with generations
 from pixgate.spec.request import Watermark
 
@@ -65,7 +65,9 @@ async def enqueue_mark(
     )
 
 
-def draw_marks(storage: Any, settings: Settings, request: MarkRequest) -> list[dict[str, Any]]:
+def draw_marks(
+    storage: Any, settings: Settings, request: MarkRequest, label_key: bytes | None = None
+) -> list[dict[str, Any]]:
     """The worker's half (on its post-processing thread): each image read from storage,
     marked and encoded again in its format, saved as a copy named after the original and
     the mark, so fetching the same mark again makes the same file."""
@@ -73,8 +75,9 @@ def draw_marks(storage: Any, settings: Settings, request: MarkRequest) -> list[d
     tag = hashlib.sha256(mark.model_dump_json().encode()).hexdigest()[:12]
     copies = []
     for image in request.images:
-        data = remark(storage.read(image.path), image.format, mark, settings)
         name = PurePosixPath(image.path)
+        label = LabelContext(label_key, f"{name.stem}-mark-{tag}") if label_key else None
+        data = remark(storage.read(image.path), image.format, mark, settings, label)
         stored = storage.save(f"{name.stem}-mark-{tag}{name.suffix}", data)
         copies.append(
             {

@@ -54,6 +54,7 @@ class RelayLane:
         backends: Backends,
         models: list[str],
         post_executor: Executor,
+        label_key: bytes | None = None,
     ):
         self.worker_id = worker_id
         self.settings = settings
@@ -64,6 +65,7 @@ class RelayLane:
         self.backends = backends
         self.only = ClaimFilter(models)
         self._post = post_executor
+        self._label_key = label_key
         self._room = asyncio.Event()  # set when a running job ends
         self._reserved = 0  # rooms held for jobs being admitted in this process
         self._backlog = False  # the last claim filled every room: jobs may be queued
@@ -197,7 +199,14 @@ class RelayLane:
         try:
             loop = asyncio.get_running_loop()
             images = await loop.run_in_executor(
-                self._post, store_images, self.storage, self.settings, job.id, req, result.images
+                self._post,
+                store_images,
+                self.storage,
+                self.settings,
+                job.id,
+                req,
+                result.images,
+                self._label_key,
             )
             seconds = result.inference_seconds
             if await settle_or_discard(

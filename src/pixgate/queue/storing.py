@@ -8,8 +8,10 @@ from typing import Any
 
 import structlog
 
+from pixgate.accounts.secrets import server_secret
 from pixgate.db import Job
-from pixgate.processing.chain import run_post
+from pixgate.processing.chain import LabelContext, run_post
+from pixgate.processing.label import label_key
 from pixgate.queue.claims import RelayRecord
 from pixgate.queue.jobs import JobQueue
 from pixgate.settings import Settings
@@ -19,12 +21,21 @@ from pixgate.storage.base import Storage
 log = structlog.get_logger("pixgate.queue.worker")
 
 
+def worker_label_key(settings: Settings) -> bytes | None:
+    """The key a worker signs every file's TC260 label with (processing/label.py), from
+    the server secret every node shares; None when `aigc_label` is off."""
+    if not settings.aigc_label:
+        return None
+    return label_key(server_secret(settings.data_dir, settings.signing_secret))
+
+
 def store_images(
     storage: Storage,
     settings: Settings,
     job_id: str,
     req: GenerationRequest,
     pil_images: list[Any | None],
+    label_key: bytes | None = None,
 ) -> list[dict]:
     """Run each produced image through the post chain and save it (a worker thread's
     work). An image the backend could not produce (None) or that fails to process is left
@@ -34,7 +45,8 @@ def store_images(
         if image is None:
             continue
         try:
-            data = run_post(image, req, settings)
+            label = LabelContext(label_key, f"{job_id}-{i}") if label_key else None
+            data = run_post(image, req, settings, label=label)
         except (OSError, ValueError):
             log.exception("post-processing an image failed", job_id=job_id, index=i)
             continue

@@ -33,7 +33,7 @@ from pixgate.queue.claims import ClaimFilter
 from pixgate.queue.jobs import JobQueue
 from pixgate.queue.marks import MARK_KIND, MarkRequest, draw_marks
 from pixgate.queue.relay_lane import RelayLane
-from pixgate.queue.storing import settle_or_discard, store_images
+from pixgate.queue.storing import settle_or_discard, store_images, worker_label_key
 from pixgate.settings import Settings
 from pixgate.spec.catalog import Catalog, ModelSpec
 from pixgate.spec.request import GenerationRequest
@@ -100,6 +100,7 @@ class Worker:
         self.storage = storage
         self.metrics = metrics
         self.backends = backends or Backends(settings, storage)
+        self.label_key = worker_label_key(settings)  # None: labels are off
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixgate-engine")
         self._post_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixgate-post")
@@ -128,6 +129,7 @@ class Worker:
                 self.backends,
                 relayed,
                 self._post_executor,
+                self.label_key,
             )
             if relayed
             else None
@@ -316,6 +318,7 @@ class Worker:
                         job.id,
                         done.req,
                         done.result.images,
+                        self.label_key,
                     )
                     seconds = done.result.inference_seconds
                     if await settle_or_discard(
@@ -339,7 +342,12 @@ class Worker:
         try:
             request = MarkRequest.model_validate(job.request)
             images = await asyncio.get_running_loop().run_in_executor(
-                self._post_executor, draw_marks, self.storage, self.settings, request
+                self._post_executor,
+                draw_marks,
+                self.storage,
+                self.settings,
+                request,
+                self.label_key,
             )
         except Exception as exc:  # the originals expired or were deleted, a bad request
             log.warning("mark job failed", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
