@@ -10,6 +10,7 @@ other module is one command group and registers its commands on the app when imp
 - `accounts`: `users`, `credit`, `codes`
 - `records`: `ledger`, `jobs`, `audit`
 - `channels`: `channels list|test|enable|disable`
+- `inspect`: `inspect FILE...` (TC260 labels)
 """
 
 from __future__ import annotations
@@ -18,10 +19,21 @@ from pixgate.cli.common import app
 
 # Imported in the order `pixgate --help` lists the groups.
 # isort: off
-from pixgate.cli import serve, keys, models, generate, accounts, records, channels
+from pixgate.cli import serve, keys, models, generate, accounts, records, channels, inspect
 # isort: on
 
-__all__ = ["accounts", "app", "channels", "generate", "keys", "main", "models", "records", "serve"]
+__all__ = [
+    "accounts",
+    "app",
+    "channels",
+    "generate",
+    "inspect",
+    "keys",
+    "main",
+    "models",
+    "records",
+    "serve",
+]
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ from pixgate.core.tasks import Tasks
 from pixgate.core.views import GeneratedImage, GenerationResult, TaskView, task_view
 from pixgate.db import Database
 from pixgate.metrics import Metrics
+from pixgate.processing.label import Inspection, inspect_file, label_key
+from pixgate.processing.offload import off_loop
 from pixgate.queue import queries
 from pixgate.queue.jobs import JobQueue
 from pixgate.queue.webhooks import WebhookDeliverer
@@ -178,6 +180,11 @@ class Pixgate:
                 "stopped" if not worker.alive else "ok" if worker.ready else "loading models"
             )
         return checks
+
+    async def inspect_image(self, data: bytes) -> Inspection:
+        """Whether `data` carries a TC260 label this server made for its pixels (decoded
+        on the pixel pool, off the event loop)."""
+        return await off_loop(inspect_file, data, label_key(self._server_secret))
 
     async def metrics_exposition(self) -> bytes:
         """The Prometheus text exposition, with the queue depth read now."""
