@@ -237,14 +237,15 @@ def _batch_scenario(settings, spec: ModelSpec, steal: int, jobs: int = 3):
         await db.migrate()
         queue = JobQueue(db, max_queue=10)
         renewals = []
-        real_renew = queue.renew
+        real_renew = queue.renew_many
 
-        async def renew(job_id, worker_id, lease_seconds):
-            ok = await real_renew(job_id, worker_id, lease_seconds)
-            renewals.append((job_id, asyncio.current_task(), ok))
-            return ok
+        async def renew(job_ids, worker_id, lease_seconds):
+            renewed = await real_renew(job_ids, worker_id, lease_seconds)
+            task = asyncio.current_task()
+            renewals.extend((job_id, task, job_id in renewed) for job_id in job_ids)
+            return renewed
 
-        queue.renew = renew
+        queue.renew_many = renew
         reqs = [request(f"p{i}", seed=i, width=64, height=64, model=spec.name) for i in range(jobs)]
         ids = [await queue.enqueue(r, spec, None, None) for r in reqs]
         storage = make_storage(settings, b"secret")

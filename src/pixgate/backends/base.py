@@ -77,11 +77,10 @@ class BackendResult:
 
     images: list[Any | None]  # PIL images
     inference_seconds: float
-    # relayed jobs: the channel that made the images, every upstream call made, and what
-    # the images cost the operator upstream
+    # relayed jobs: the channel that made the images and every upstream call made (each
+    # with its cost)
     channel: str | None = None
     attempts: list[UpstreamAttempt] = field(default_factory=list)
-    upstream_cost_minor: int = 0
 
 
 @runtime_checkable

@@ -181,15 +181,6 @@ class Claims:
             ).all()
         return sorted(jobs, key=lambda j: (j.created_at, j.id))
 
-    async def renew(self, job_id: str, worker_id: str, lease_seconds: float) -> bool:
-        async with self.db.write() as s:
-            result = await s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
-                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
-            )
-        return result.rowcount == 1
-
     async def renew_many(
         self, job_ids: Collection[str], worker_id: str, lease_seconds: float
     ) -> set[str]:

@@ -377,7 +377,8 @@ class Worker:
         task.add_done_callback(self._finishing.discard)
 
     async def _renew(self, batch: Batch) -> None:
-        """Renew the leases of every job of the batch, in one loop, until it is settled.
+        """Renew the leases of every job of the batch, in one UPDATE a round, until it is
+        settled.
         A job whose renewal is refused belongs to someone else now (reaped after a stall):
         it is dropped from the batch, and the generation stops if no job is left."""
         interval = self.settings.lease_seconds / 3
@@ -386,15 +387,16 @@ class Worker:
             held = batch.held()
             if not held:
                 return
-            for job in held:
-                try:
-                    ok = await self.queue.renew(job.id, self.id, self.settings.lease_seconds)
-                except Exception:  # a database hiccup: the lease has two more chances
-                    log.warning("lease renewal failed", job_id=job.id, exc_info=True)
-                    continue
-                if not ok:
-                    batch.lost.add(job.id)
-                    log.warning("lease lost", job_id=job.id, worker_id=self.id)
+            ids = [job.id for job in held]
+            try:
+                renewed = await self.queue.renew_many(ids, self.id, self.settings.lease_seconds)
+            except Exception:  # a database hiccup: the leases have two more chances
+                log.warning("lease renewal failed", jobs=ids, exc_info=True)
+                continue
+            for job_id in ids:
+                if job_id not in renewed:
+                    batch.lost.add(job_id)
+                    log.warning("lease lost", job_id=job_id, worker_id=self.id)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; let the running job finish within `grace` seconds, else stop it

@@ -87,7 +87,6 @@ class RelayBackend:
             time.perf_counter() - start,
             channel=routed.channel,
             attempts=routed.attempts,
-            upstream_cost_minor=routed.cost_minor,
         )
 
     # --- the sync Backend protocol, for the registry and the worker's preload ------------
