@@ -16,10 +16,11 @@ from sqlalchemy import select
 from pixgate.db import Database, Job
 from pixgate.errors import PixgateError
 from pixgate.processing import postprocess
-from pixgate.processing.chain import POST_STEPS, PostStep, planned, run_post
+from pixgate.processing.chain import POST_STEPS, PostStep, PostTools, draw_mark, planned, run_post
 from pixgate.processing.encode import encode_image
+from pixgate.processing.moderation import TermList
+from pixgate.processing.pre import PreContext, run_pre
 from pixgate.processing.pre import planned as planned_pre
-from pixgate.processing.pre import run_pre
 from pixgate.settings import load_settings
 from pixgate.spec.catalog import VOLCENGINE_SIZES, ModelSpec
 from pixgate.spec.request import GenerationRequest, Watermark
@@ -48,35 +49,48 @@ def test_post_steps_run_upscale_then_mark_then_encode(settings):
     assert planned(req) == ["upscale", "mark", "encode"]
     assert planned(request()) == ["encode"]
     assert planned(request(watermark=MARK)) == ["mark", "encode"]
-    data = run_post(_image(), req, settings)
-    in_order = postprocess.draw_watermark(postprocess.upscale(_image(), 2), MARK)
-    assert data == encode_image(in_order, "png", settings.png_compress_level)
-    swapped = postprocess.upscale(postprocess.draw_watermark(_image(), MARK), 2)
-    assert data != encode_image(swapped, "png", settings.png_compress_level)
-    assert Image.open(io.BytesIO(data)).size == (128, 128)
+    done = run_post(_image(), req, settings, PostTools(), "j-0")
+    assert done.notes == {"upscaler": "lanczos"}
+    in_order = draw_mark(postprocess.upscale(_image(), 2), MARK, settings)
+    assert done.data == encode_image(in_order, "png", settings.png_compress_level)
+    swapped = postprocess.upscale(draw_mark(_image(), MARK, settings), 2)
+    assert done.data != encode_image(swapped, "png", settings.png_compress_level)
+    assert Image.open(io.BytesIO(done.data)).size == (128, 128)
 
 
 def test_encode_is_last_and_takes_the_requests_format(settings):
     seen = []
-    spy = PostStep("spy", lambda _req: True, lambda im, _r, _s: seen.append(im.size) or im)
-    data = run_post(_image(), request(output_format="jpeg"), settings, [*POST_STEPS, spy])
+    spy = PostStep("spy", lambda _req: True, lambda im, *_: seen.append(im.size) or im)
+    done = run_post(
+        _image(), request(output_format="jpeg"), settings, PostTools(), "j-0", None,
+        [*POST_STEPS, spy],
+    )  # fmt: skip
     assert seen == [(64, 64)]  # a step sees pixels, not bytes: encoding comes after it
-    assert Image.open(io.BytesIO(data)).format == "JPEG"
+    assert Image.open(io.BytesIO(done.data)).format == "JPEG"
 
 
-def test_pre_steps_moderate_then_rewrite(settings):
+def test_pre_steps_moderate_rewrite_then_moderate_the_rewrite(settings):
+    ctx = PreContext(settings, TermList(settings.blocked_terms))
     assert planned_pre(request()) == ["moderate"]
-    assert planned_pre(request(prompt_enhancement=True)) == ["moderate", "rewrite"]
+    assert planned_pre(request(prompt_enhancement=True)) == [
+        "moderate",
+        "rewrite",
+        "moderate_rewritten",
+    ]
     req = request(prompt="a cat", prompt_enhancement=True)
-    assert asyncio.run(run_pre(req, settings)) == req  # no rewriter configured: as sent
+    rewritten = asyncio.run(run_pre(req, ctx))  # no [rewriter]: the offline expander
+    assert rewritten.prompt.startswith("a cat, ") and rewritten.original_prompt == "a cat"
+    assert rewritten.rewriter == "offline"
+    assert asyncio.run(run_pre(req, ctx)) == rewritten  # deterministic for the seed
     for fields, param in [
         ({"prompt": "a FORBIDDEN cat"}, "prompt"),
         ({"negative_prompt": "forbidden"}, "negative_prompt"),
         ({"watermark": Watermark(text="forbidden")}, "watermark"),
     ]:
         with pytest.raises(PixgateError) as caught:
-            asyncio.run(run_pre(request(**fields), settings))
+            asyncio.run(run_pre(request(**fields), ctx))
         assert caught.value.code == "content_refused" and caught.value.param == param
+        assert caught.value.args_["term"] == "forbidden"
 
 
 # --- the fetch-time mark is a worker's job ---------------------------------------------------

@@ -379,13 +379,13 @@ def test_upstream_refusal_is_400_with_its_message_and_not_retried(use):
     assert balance(g.server, key) == Decimal("10")
 
 
-def test_upstream_content_refusal_is_451_and_not_retried(use):
+def test_upstream_content_refusal_is_a_refusal_and_not_retried(use):
     g = use("content", a="content")
     key = g.server.create_key(credit="10")
     with g.server.client(key) as c:
         r = generate(c, g.model)
-    assert r.status_code == 451, r.text
-    assert r.json()["error"]["code"] == "content_refused"
+    assert r.status_code == 400, r.text  # the OpenAI dialect's refusal
+    assert r.json()["error"]["code"] == "content_policy_violation"
     assert g.calls() == {"a": 1, "b": 0}
     assert balance(g.server, key) == Decimal("10")
 

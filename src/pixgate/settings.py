@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pixgate.settings_content import ContentSettings
 from pixgate.spec.catalog import LoraSpec, ModelSpec, Style
 from pixgate.spec.channels import ChannelSpec
 
@@ -70,7 +71,7 @@ def _no_duplicates(entries: list[Any], what: str, table: str) -> list[Any]:
     return entries
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, ContentSettings):
     """Everything an operator can set. Env vars use the `PIXGATE_` prefix
     (`PIXGATE_DATABASE_URL`, `PIXGATE_URL_TTL_SECONDS`, ...)."""
 
@@ -114,10 +115,6 @@ class Settings(BaseSettings):
     )
     loras: list[LoraSpec] = Field(
         default_factory=list, description="[[loras]]: LoRA files requests may apply."
-    )
-    blocked_terms: list[str] = Field(
-        default_factory=list,
-        description="Prompts containing any of these (case-insensitive) are refused (451).",
     )
     styles: list[Style] = Field(
         default_factory=list, description="[[styles]]: named prompt templates."
@@ -239,20 +236,6 @@ class Settings(BaseSettings):
         gt=0,
         description="How often API nodes look for due webhook deliveries (jobs finished by "
         "workers in other processes; in-process finishes are delivered at once).",
-    )
-
-    aigc_label: bool = Field(
-        default=True,
-        description="Write GB 45438's implicit label (TC260 XMP, HMAC-signed) into every "
-        "image file pixgate makes.",
-    )
-    aigc_producer: str = Field(
-        default="pixgate",
-        max_length=200,
-        description="The label's ContentProducer: the operator's service provider code.",
-    )
-    aigc_propagator: str = Field(
-        default="", max_length=200, description="The label's ContentPropagator code."
     )
 
     log_level: str = "INFO"

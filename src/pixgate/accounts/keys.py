@@ -70,6 +70,7 @@ class KeySpec:
     allowed_models: list[str] | None = None
     allowed_ips: list[str] | None = None
     with_secret: bool = False
+    explicit_label: bool | None = None  # None: the deployment's explicit_label setting
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ async def create_key(
         allowed_models=spec.allowed_models or None,
         allowed_ips=allowed_ips,
         secret_enc=box.encrypt(secret) if secret is not None and box else None,
+        explicit_label=spec.explicit_label,
     )
     async with db.write() as s:
         s.add(row)
@@ -156,13 +158,18 @@ async def find_key(db: Database, key_or_id: str) -> ApiKey:
 
 async def set_enabled(db: Database, key_or_id: str, enabled: bool) -> ApiKey:
     """Disable (revoke) or re-enable a key."""
+    return await _update(db, key_or_id, enabled=enabled, revoked_at=None if enabled else utcnow())
+
+
+async def set_explicit_label(db: Database, key_or_id: str, value: bool | None) -> ApiKey:
+    """Override the deployment's explicit (visible) label for one key; None: follow it."""
+    return await _update(db, key_or_id, explicit_label=value)
+
+
+async def _update(db: Database, key_or_id: str, **values: object) -> ApiKey:
     row = await find_key(db, key_or_id)
     async with db.write() as s:
-        await s.execute(
-            update(ApiKey)
-            .where(ApiKey.id == row.id)
-            .values(enabled=enabled, revoked_at=None if enabled else utcnow())
-        )
+        await s.execute(update(ApiKey).where(ApiKey.id == row.id).values(**values))
     return await find_key(db, row.id)
 
 

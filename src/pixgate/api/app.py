@@ -19,7 +19,7 @@ from pixgate.api.cors import PathCORSMiddleware
 from pixgate.api.deps import language, request_id
 from pixgate.api.dialects import aichat, openai, openai_edits, volcengine, yuecheng
 from pixgate.api.middleware import RequestContextMiddleware
-from pixgate.api.routes import account, admin, channels, files, labels, ops, tasks
+from pixgate.api.routes import account, admin, channels, files, labels, moderation, ops, tasks
 from pixgate.core.service import Pixgate
 from pixgate.errors import PixgateError
 from pixgate.logs import configure_logging
@@ -115,6 +115,7 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(admin.router)
     app.include_router(channels.router)
+    app.include_router(moderation.router)
     app.include_router(labels.router)
     app.include_router(files.router)
     app.include_router(ops.router)

@@ -8,11 +8,12 @@ body dependency, it refuses an unknown key before a byte of the body is read."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from pixgate.accounts.keys import Caller
+from pixgate.core.moderation import current_dialect
 from pixgate.core.service import Pixgate
 from pixgate.errors import PixgateError, pick_language
 
@@ -61,3 +62,13 @@ async def admin(caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
 Core = Annotated[Pixgate, Depends(core)]
 Authenticated = Annotated[Caller, Depends(authenticated)]
 Admin = Annotated[Caller, Depends(admin)]
+
+
+def dialect(name: str) -> Any:
+    """A router dependency naming the API its requests come in through, for the
+    moderation log and the job (core/moderation.current_dialect)."""
+
+    async def mark() -> None:
+        current_dialect.set(name)
+
+    return Depends(mark)

@@ -65,7 +65,10 @@ def render_images(app_core: Pixgate, result: GenerationResult, fmt: str, base: s
     else:
         data = [{"url": u} for u in urls]
     first = result.images[0] if result.images else None
-    return {
+    if result.rewriter is not None:  # OpenAI's field for the prompt actually used
+        for item in data:
+            item["revised_prompt"] = result.prompt
+    body = {
         "created": int(time.time()),
         "data": data,
         "images": [{"url": u} for u in urls],
@@ -73,6 +76,19 @@ def render_images(app_core: Pixgate, result: GenerationResult, fmt: str, base: s
         "seed": result.seed,
         "output_format": first.format if first else None,
     }
+    return body | content_notes(result)
+
+
+def content_notes(result: GenerationResult) -> dict[str, str]:
+    """What the content steps did, for every dialect's response: the rewritten prompt
+    and which rewriter made it (`llm` or `offline`), and which upscaler ran."""
+    notes = {}
+    if result.rewriter is not None:
+        notes["revised_prompt"] = result.prompt
+        notes["rewriter"] = result.rewriter
+    if result.upscaler is not None:
+        notes["upscaler"] = result.upscaler
+    return notes
 
 
 async def render_result(

@@ -74,6 +74,9 @@ class ImageDatum(BaseModel):
 
     url: str | None = Field(default=None, description="Signed, expiring link.")
     b64_json: str | None = Field(default=None, description="The image file, base64.")
+    revised_prompt: str | None = Field(
+        default=None, description="The prompt generated from, when prompt_enhancement rewrote it."
+    )
 
 
 class ImageUrl(BaseModel):
@@ -93,6 +96,15 @@ class ImagesResponse(BaseModel):
     timings: Timings
     seed: int
     output_format: str | None
+    revised_prompt: str | None = Field(
+        default=None, description="The rewritten prompt (prompt_enhancement)."
+    )
+    rewriter: str | None = Field(
+        default=None, description="What rewrote it: llm (the [rewriter]) or offline."
+    )
+    upscaler: str | None = Field(
+        default=None, description="What upscaled (use_sr/upscale): lanczos or the SR network."
+    )
 
 
 class ErrorObject(BaseModel):
@@ -294,6 +306,9 @@ class KeyInfo(BaseModel):
     allowed_models: list[str] | None
     allowed_ips: list[str] | None
     has_signing_secret: bool
+    explicit_label: bool | None = Field(
+        description="This key's explicit-label override; null: the deployment's setting."
+    )
 
 
 class KeyList(ListOf):

@@ -52,6 +52,14 @@ def keys_create(
             "signing: access_key = the key's id, secret_key = this secret; aichat's sign).",
         ),
     ] = False,
+    explicit_label: Annotated[
+        bool | None,
+        typer.Option(
+            "--explicit-label/--no-explicit-label",
+            help="Override the deployment's visible AI-generated label for this key "
+            "(default: follow the explicit_label setting).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create an API key and print it (it is shown only once)."""
@@ -66,6 +74,7 @@ def keys_create(
         allowed_models=csv(models),
         allowed_ips=csv(ips),
         with_secret=signing,
+        explicit_label=explicit_label,
     )
 
     async def make(core):

@@ -81,6 +81,9 @@ class Administration:
     async def set_key_enabled(self, key: str, enabled: bool) -> ApiKey:
         return await keys.set_enabled(self._db, key, enabled)
 
+    async def set_key_explicit_label(self, key: str, value: bool | None) -> ApiKey:
+        return await keys.set_explicit_label(self._db, key, value)
+
     async def list_keys(self, user: str | None) -> list[ApiKey]:
         return await keys.list_keys(self._db, await users.user_filter(self._db, user))
 

@@ -11,6 +11,7 @@ from pixgate.accounts.limits import RateLimiter
 from pixgate.accounts.secrets import SecretBox
 from pixgate.core import policy
 from pixgate.core.identity import Identity
+from pixgate.core.moderation import Moderation, current_dialect
 from pixgate.errors import PixgateError, invalid
 from pixgate.processing import inputs, pre
 from pixgate.queue.jobs import Admission as Admitted
@@ -32,6 +33,7 @@ class AdmissionDesk:
         box: SecretBox,
         limiter: RateLimiter,
         identity: Identity,
+        moderation: Moderation,
     ):
         self._settings = settings
         self._catalog = catalog
@@ -40,6 +42,8 @@ class AdmissionDesk:
         self._box = box
         self._limiter = limiter
         self._identity = identity
+        self._moderation = moderation
+        self._pre = pre.PreContext(settings, moderation.terms)
         self._open = False
 
     def open(self) -> None:
@@ -104,13 +108,23 @@ class AdmissionDesk:
         return list(self._settings.webhook_allow)
 
     # --- checks before anything is charged -----------------------------------------------
-    def moderate(self, req: GenerationRequest) -> None:
+    async def moderate(self, caller: Caller | None, req: GenerationRequest) -> None:
         """Blocked terms in the prompt, negative prompt and watermark (the pre chain's
-        `moderate` step, for dialects that check before storing an upload)."""
-        pre.moderate(self._settings, req)
+        `moderate` step, for dialects that check before storing an upload); a refusal is
+        logged."""
+        try:
+            pre.moderate(self._moderation.terms, req)
+        except PixgateError as err:
+            await self._moderation.refused(caller, err)
+            raise
 
-    def moderate_text(self, param: str, text: str | None) -> None:
-        pre.moderate_text(self._settings, param, text)
+    async def moderate_text(self, caller: Caller | None, param: str, text: str | None) -> None:
+        """Blocked terms in one text (a mark chosen when fetching a result); logged."""
+        try:
+            pre.moderate_text(self._moderation.terms, param, text)
+        except PixgateError as err:
+            await self._moderation.refused(caller, err)
+            raise
 
     # --- input images --------------------------------------------------------------------
     async def input_image(self, value: str, field: str) -> Image.Image:
@@ -135,7 +149,17 @@ class AdmissionDesk:
         `task`: an asynchronous client's options (result format, webhook), kept on the job."""
         if not self._open:
             raise PixgateError("shutting_down", headers={"Retry-After": "5"})
-        req = await pre.run_pre(req, self._settings)  # moderation, then the prompt hook
+        try:  # moderation, the prompt rewriter, moderation of the rewritten prompt
+            req = await pre.run_pre(req, self._pre)
+        except PixgateError as err:
+            await self._moderation.refused(caller, err)
+            raise
+        req = req.model_copy(
+            update={
+                "dialect": current_dialect.get(),
+                "watermark": policy.visible_mark(self._settings, caller.key, req),
+            }
+        )
         spec = self.model(req.model)
         policy.check_loras(self._settings, req, spec)
         allowed = caller.key.allowed_models

@@ -4,10 +4,11 @@ the prompt hook are the pre chain's steps: `pixgate.processing.pre`.)"""
 
 from __future__ import annotations
 
+from pixgate.db import ApiKey
 from pixgate.errors import invalid
 from pixgate.settings import Settings
 from pixgate.spec.catalog import ModelSpec
-from pixgate.spec.request import GenerationRequest, LoraRef
+from pixgate.spec.request import GenerationRequest, LoraRef, Watermark
 
 
 def lora_refs(settings: Settings, value: str | list[LoraRef] | None) -> list[LoraRef]:
@@ -46,3 +47,19 @@ def check_loras(settings: Settings, req: GenerationRequest, spec: ModelSpec) -> 
                 f"unknown LoRA {ref.name!r} for model {spec.name}; known: {known}",
                 f"模型 {spec.name} 没有 LoRA {ref.name!r};可选:{known}",
             )
+
+
+def visible_mark(settings: Settings, key: ApiKey, req: GenerationRequest) -> Watermark | None:
+    """The visible mark drawn on `req`'s images: the client's own (Volcengine's
+    `logo_info`), else the deployment's explicit AI-generated label (GB 45438) when it is
+    on for this key (`explicit_label`, which the key may override), else none."""
+    if req.watermark is not None:
+        return req.watermark
+    wanted = settings.explicit_label if key.explicit_label is None else key.explicit_label
+    if not wanted:
+        return None
+    return Watermark(
+        text=settings.explicit_label_text,
+        position=settings.explicit_label_position,
+        opacity=settings.explicit_label_opacity,
+    )

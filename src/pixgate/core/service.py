@@ -12,6 +12,7 @@ attributes (`db`, `queue`, `storage`, ...) are for the CLI, workers and tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from pixgate.core.admin import Administration
 from pixgate.core.admission import AdmissionDesk
 from pixgate.core.channels import Channels
 from pixgate.core.identity import Identity, SignedCaller
+from pixgate.core.moderation import Moderation
 from pixgate.core.tasks import Tasks
 from pixgate.core.views import GeneratedImage, GenerationResult, TaskView, task_view
 from pixgate.db import Database
@@ -81,6 +83,7 @@ class Pixgate:
             self.replays,
             self._server_secret,
         )
+        self.moderation = Moderation(settings, self.db)
         self.admission = AdmissionDesk(
             settings,
             self.catalog,
@@ -89,6 +92,7 @@ class Pixgate:
             self.box,
             self.limiter,
             self.identity,
+            self.moderation,
         )
         self.tasks = Tasks(
             settings,
@@ -132,7 +136,18 @@ class Pixgate:
                 self.queue.notifications,
             )
             self._background.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
+        self._watch_sighup()
         self.admission.open()
+
+    def _watch_sighup(self) -> None:
+        """SIGHUP reloads the blocked-term file. Only the main thread's loop can take
+        signals (an app embedded in a thread, as in tests, reloads via the admin API)."""
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                self.loop.add_signal_handler(signal.SIGHUP, self.moderation.reload_quietly)
 
     async def stop(self) -> None:
         self.admission.close()

@@ -22,6 +22,7 @@ from pixgate.errors import PixgateError
 from pixgate.metrics import Metrics
 from pixgate.queue import marks, queries, webhooks
 from pixgate.queue.jobs import JobQueue
+from pixgate.queue.storing import IMAGE_REFUSAL
 from pixgate.settings import Settings
 from pixgate.spec.request import GenerationRequest, Watermark
 from pixgate.storage import Storage
@@ -159,8 +160,9 @@ class Tasks:
             args = {"model": job.model, "detail": job.error_message or ""}
             headers = {"Retry-After": "5"} if code == "no_channel" else {}
             return PixgateError(code, param="model", args_=args, headers=headers)
-        if code == "content_refused":  # an upstream refused the prompt or image
-            return PixgateError(code, param="prompt")
+        if code == "content_refused":  # image moderation, or an upstream, refused it
+            output = (job.error_message or "").startswith(IMAGE_REFUSAL)
+            return PixgateError(code, param="output_image" if output else "prompt")
         return PixgateError("generation_failed", args_={"request_id": request_id or job.id})
 
     # --- a result's images ---------------------------------------------------------------
@@ -176,13 +178,15 @@ class Tasks:
         """How long image links last (what an expired-link error tells the client)."""
         return self._settings.url_ttl_seconds
 
-    async def marked_copy(self, result: GenerationResult, mark: Watermark) -> GenerationResult:
+    async def marked_copy(
+        self, caller: Caller, result: GenerationResult, mark: Watermark
+    ) -> GenerationResult:
         """A finished job's images with a visible mark drawn on copies, for APIs that
         choose the mark when fetching a result (Volcengine's CVSync2AsyncGetResult). A
         worker draws them (a free `mark` job, queue/marks.py): API nodes never decode or
         encode images. The originals stay as they are; copies keep their expiry. Nothing
         is charged."""
-        self._admission.moderate_text("watermark", mark.text)
+        await self._admission.moderate_text(caller, "watermark", mark.text)
         source = await self._queue.get(result.job_id)
         model = source.model if source is not None else ""
         job_id = await marks.enqueue_mark(

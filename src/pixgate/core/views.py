@@ -30,6 +30,9 @@ class GenerationResult:
     inference_seconds: float
     images: list[GeneratedImage]
     prompt: str = ""  # the prompt generated from (after rewriting, when asked for)
+    original_prompt: str | None = None  # the client's, when `prompt` is a rewrite of it
+    rewriter: str | None = None  # llm | offline: what rewrote it
+    upscaler: str | None = None  # what upscaled the images (lanczos, or the SR network)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class TaskView:
     webhook: WebhookView | None
     channel: str | None = None  # relayed jobs: the channel whose images were kept
     upstream_cost_minor: int = 0  # what that channel charged for them
+    original_prompt: str | None = None  # the client's prompt, when `prompt` rewrote it
+    rewriter: str | None = None  # llm | offline
+    upscaler: str | None = None  # lanczos or the SR network's architecture
 
     @property
     def finished(self) -> bool:
@@ -98,7 +104,14 @@ class TaskView:
     def result(self) -> GenerationResult:
         """A succeeded task's images, as the synchronous path returns them."""
         return GenerationResult(
-            self.id, self.seed, self.inference_seconds or 0.0, list(self.images), self.prompt
+            self.id,
+            self.seed,
+            self.inference_seconds or 0.0,
+            list(self.images),
+            self.prompt,
+            self.original_prompt,
+            self.rewriter,
+            self.upscaler,
         )
 
 
@@ -151,6 +164,9 @@ def task_view(job: Job) -> TaskView:
         webhook=_webhook_view(job),
         channel=job.channel,
         upstream_cost_minor=job.upstream_cost_minor or 0,
+        original_prompt=request.get("original_prompt"),
+        rewriter=request.get("rewriter"),
+        upscaler=next((i["upscaler"] for i in job.images or [] if "upscaler" in i), None),
     )
 
 

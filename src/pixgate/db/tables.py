@@ -93,6 +93,7 @@ class ApiKey(Base):
     allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
     allowed_ips: Mapped[list[str] | None] = mapped_column(JSON)  # addresses or CIDRs
     secret_enc: Mapped[str | None] = mapped_column(Text)  # Fernet, server master key
+    explicit_label: Mapped[bool | None] = mapped_column(Boolean)  # None: the deployment's
 
 
 class Job(Base):
@@ -204,3 +205,24 @@ class ChannelState(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ModerationEvent(Base):
+    """One refusal by moderation: a prompt (or other text) that matched a blocked term, or
+    an output image the classifier refused. Nothing was charged for it."""
+
+    __tablename__ = "moderation_events"
+    __table_args__ = (
+        Index("ix_moderation_events_created", "created_at"),
+        Index("ix_moderation_events_key", "key_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    user_id: Mapped[str | None] = mapped_column(String(32))
+    dialect: Mapped[str] = mapped_column(String(32))
+    field: Mapped[str] = mapped_column(String(64))  # prompt, negative_prompt, watermark, output
+    term: Mapped[str | None] = mapped_column(Text)  # the blocked term that matched
+    score: Mapped[float | None] = mapped_column(Float)  # the classifier's score
+    job_id: Mapped[str | None] = mapped_column(String(32))

@@ -1,29 +1,58 @@
-"""The post chain: what the worker does to each image a backend made, in order, from the
-request's flags: `upscale`, then the visible `mark`, then `encode` (always, always last,
-so whatever is written into the file at encode time sees the finished pixels).
+"""The post chain: what the worker does to each image a backend made, in order:
+`moderate` (the optional output-image classifier, on the pixels the backend made), then
+from the request's flags `upscale` (a super-resolution network, else Lanczos) and `mark`
+(the visible label, processing/explicit.py), then `encode` (always, always last: the TC260
+implicit label, then C2PA credentials when configured, are written into the file there,
+so they see the finished pixels and bytes).
 
 A step is a name, a `wanted(req)` predicate and a function; the chain is a tuple of them.
-A new post-step (a learned super-resolution, an AIGC label drawn on the image) is one more
-entry in `POST_STEPS`, and no dialect changes. Only workers run this chain: API nodes
-never decode or re-encode images (a mark chosen when fetching a result is a `mark` job the
-worker runs through `remark`).
+What the steps need that lives as long as the worker (the label key, a loaded SR network,
+the classifier, the C2PA signer) is one `PostTools`, built once per worker. Only workers
+run this chain: API nodes never decode or re-encode images (a mark chosen when fetching a
+result is a `mark` job the worker runs through `remark`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pixgate.processing import postprocess
+from pixgate.processing import explicit, postprocess
 from pixgate.processing.encode import decode_stored, encode_image
-from pixgate.processing.label import label_file
+from pixgate.processing.image_moderation import check_image
+from pixgate.processing.label import label_file, read_label
 from pixgate.spec.request import GenerationRequest, Watermark
 
 if TYPE_CHECKING:
+    from pixgate.processing.c2pa_sign import C2paSigner
+    from pixgate.processing.image_moderation import ImageClassifier
+    from pixgate.processing.superres import Upscaler
     from pixgate.settings import Settings
 
 ENCODE = "encode"
+
+
+@dataclass
+class PostTools:
+    """What the chain needs beyond the request: built once per worker (queue/storing.py
+    `post_tools`). All optional: an empty PostTools labels nothing and upscales with
+    Lanczos."""
+
+    label_key: bytes | None = None
+    upscaler: Upscaler | None = None
+    classifier: ImageClassifier | None = None
+    c2pa: C2paSigner | None = None
+
+
+@dataclass
+class Processed:
+    """One image through the chain: its file bytes, or None when the classifier refused
+    it (`refused_score` says how sure it was); `notes` records what ran (the upscaler)."""
+
+    data: bytes | None
+    refused_score: float | None = None
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -32,20 +61,28 @@ class PostStep:
 
     name: str
     wanted: Callable[[GenerationRequest], bool]
-    run: Callable[[Any, GenerationRequest, Settings], Any]
+    run: Callable[[Any, GenerationRequest, Settings, PostTools, dict[str, str]], Any]
+
+
+def _upscale(
+    image: Any, req: GenerationRequest, _s: Settings, tools: PostTools, notes: dict
+) -> Any:
+    """The configured SR network, else Lanczos; `notes["upscaler"]` says which ran."""
+    if tools.upscaler is not None:
+        notes["upscaler"] = tools.upscaler.name
+        return tools.upscaler.upscale(image, req.upscale)
+    notes["upscaler"] = "lanczos"
+    return postprocess.upscale(image, req.upscale)
+
+
+def _mark(image: Any, req: GenerationRequest, settings: Settings, _t: PostTools, _n: dict) -> Any:
+    assert req.watermark is not None
+    return draw_mark(image, req.watermark, settings)
 
 
 POST_STEPS: tuple[PostStep, ...] = (
-    PostStep(
-        "upscale",
-        lambda req: req.upscale > 1,
-        lambda image, req, _settings: postprocess.upscale(image, req.upscale),
-    ),
-    PostStep(
-        "mark",
-        lambda req: req.watermark is not None,
-        lambda image, req, _settings: postprocess.draw_watermark(image, req.watermark),
-    ),
+    PostStep("upscale", lambda req: req.upscale > 1, _upscale),
+    PostStep("mark", lambda req: req.watermark is not None, _mark),
 )
 
 
@@ -54,63 +91,92 @@ def planned(req: GenerationRequest, steps: Sequence[PostStep] = POST_STEPS) -> l
     return [step.name for step in steps if step.wanted(req)] + [ENCODE]
 
 
-@dataclass(frozen=True)
-class LabelContext:
-    """What the implicit label of one file needs: the signing key and the image's id."""
-
-    key: bytes
-    image_id: str
-
-
-def labelled(
-    data: bytes, fmt: str, image: Any, settings: Settings, label: LabelContext | None
-) -> bytes:
-    """`data` with its TC260 label when `label` is given (and `aigc_label` is on)."""
-    if label is None or not settings.aigc_label:
-        return data
-    return label_file(
-        data,
-        fmt,
-        label.key,
-        label.image_id,
-        producer=settings.aigc_producer,
-        propagator=settings.aigc_propagator,
-        source=image,
+def draw_mark(image: Any, mark: Watermark, settings: Settings) -> Any:
+    """The visible label (the deployment's explicit label or Volcengine's `logo_info`)."""
+    return explicit.draw_label(
+        image,
+        mark.text,
+        position=mark.position,
+        opacity=mark.opacity,
+        height_ratio=settings.explicit_label_height,
+        font_path=settings.label_font,
+        fallback_text=settings.explicit_label_text_en,
     )
 
 
-def encode(
-    image: Any, req: GenerationRequest, settings: Settings, label: LabelContext | None = None
+def finish_file(
+    data: bytes,
+    fmt: str,
+    image: Any,
+    settings: Settings,
+    tools: PostTools,
+    image_id: str,
+    origin: dict[str, Any] | None = None,
 ) -> bytes:
-    """The last step: the file bytes in the request's format and quality, labelled."""
-    data = encode_image(
-        image, req.output_format, settings.png_compress_level, req.output_compression
-    )
-    return labelled(data, req.output_format, image, settings, label)
+    """Encoded bytes -> the delivered file: the TC260 label (when `aigc_label` is on and a
+    key is set), then C2PA credentials (when configured), which hash the final bytes and
+    so come last; the TC260 label signs pixels, which C2PA's embedding leaves alone."""
+    if tools.label_key is not None and settings.aigc_label:
+        data = label_file(
+            data,
+            fmt,
+            tools.label_key,
+            image_id,
+            producer=settings.aigc_producer,
+            propagator=settings.aigc_propagator,
+            source=image,
+            origin=origin,
+        )
+    if tools.c2pa is not None:
+        from pixgate.processing.c2pa_sign import sign_image
+
+        data = sign_image(
+            data,
+            fmt,
+            tools.c2pa,
+            title=image_id,
+            producer=settings.aigc_producer,
+            image_id=image_id,
+        )
+    return data
 
 
 def run_post(
     image: Any,
     req: GenerationRequest,
     settings: Settings,
+    tools: PostTools,
+    image_id: str,
+    origin: dict[str, Any] | None = None,
     steps: Sequence[PostStep] = POST_STEPS,
-    label: LabelContext | None = None,
-) -> bytes:
-    """A backend's image -> the file delivered for `req`. Raises OSError or ValueError
+) -> Processed:
+    """A backend's image -> the file delivered for `req`, or a refusal by the output-image
+    classifier. `origin`: the label of the job's input image (img2img); an image that
+    itself arrived labelled (a relayed result) records its own. Raises OSError or ValueError
     when the image cannot be processed (the worker leaves that image out, uncharged)."""
+    if tools.classifier is not None:
+        score = check_image(tools.classifier, image, settings.image_moderation.threshold)
+        if score is not None:
+            return Processed(None, refused_score=score)
+    origin = read_label(image) or origin
+    notes: dict[str, str] = {}
     for step in steps:
         if step.wanted(req):
-            image = step.run(image, req, settings)
-    return encode(image, req, settings, label)
+            image = step.run(image, req, settings, tools, notes)
+    data = encode_image(
+        image, req.output_format, settings.png_compress_level, req.output_compression
+    )
+    return Processed(
+        finish_file(data, req.output_format, image, settings, tools, image_id, origin), None, notes
+    )
 
 
 def remark(
-    data: bytes, fmt: str, mark: Watermark, settings: Settings, label: LabelContext | None = None
+    data: bytes, fmt: str, mark: Watermark, settings: Settings, tools: PostTools, image_id: str
 ) -> bytes:
     """A stored image's bytes with `mark` drawn on it, encoded again in `fmt`: the chain's
     mark and encode steps for an image that already exists (Volcengine's
     CVSync2AsyncGetResult chooses its `logo_info` when fetching)."""
-    marked = postprocess.draw_watermark(decode_stored(data), mark)
-    return labelled(
-        encode_image(marked, fmt, settings.png_compress_level), fmt, marked, settings, label
-    )
+    marked = draw_mark(decode_stored(data), mark, settings)
+    encoded = encode_image(marked, fmt, settings.png_compress_level)
+    return finish_file(encoded, fmt, marked, settings, tools, image_id)

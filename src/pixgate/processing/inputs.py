@@ -26,6 +26,7 @@ from PIL import Image, ImageOps
 
 from pixgate.errors import PixgateError, invalid
 from pixgate.processing.fetch import FetchPolicy, FetchRefused, fetch_image, parse_networks
+from pixgate.processing.label import keep_xmp, read_label
 from pixgate.processing.offload import off_loop
 from pixgate.settings import Settings
 from pixgate.storage.base import Storage
@@ -118,10 +119,13 @@ async def mask_from_alpha_async(image: Image.Image, any_mode: bool = False) -> I
 
 
 def save_input(storage: Storage, image: Image.Image, role: str) -> str:
-    """Keep an input image (as PNG) for the worker; returns its storage path."""
+    """Keep an input image (as PNG) for the worker; returns its storage path. A TC260
+    label the upload carried is kept in the stored file, so the output can record the
+    input's producer (processing/label.py `origin_code`)."""
     buf = io.BytesIO()
     image.save(buf, "PNG", compress_level=1)
-    return storage.save(f"in-{uuid.uuid4().hex}-{role}.png", buf.getvalue()).path
+    data = keep_xmp(buf.getvalue(), "png", image)
+    return storage.save(f"in-{uuid.uuid4().hex}-{role}.png", data).path
 
 
 async def save_input_async(
@@ -133,6 +137,16 @@ async def save_input_async(
         return save_input(storage, image.convert(mode) if mode else image, role)
 
     return await off_loop(work)
+
+
+def stored_label(storage: Storage, path: str) -> dict | None:
+    """The TC260 label a stored input image carries (kept by `save_input`), or None. Only
+    the file's header is parsed, not its pixels."""
+    try:
+        with Image.open(io.BytesIO(storage.read(path))) as image:
+            return read_label(image)
+    except (OSError, ValueError):
+        return None
 
 
 def open_input(storage: Storage, path: str) -> Image.Image:

@@ -143,10 +143,14 @@ def label_file(
     propagator: str = "",
     propagate_id: str = "",
     source: Image.Image | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> bytes:
     """An encoded image with its implicit label: the pixels it decodes to are what
     `ReservedCode1` signs (for JPEG and WebP, the lossy result, not the source). `source`:
-    the image PNG data was encoded from, signed as it is (PNG is lossless: no decode)."""
+    the image PNG data was encoded from, signed as it is (PNG is lossless: no decode).
+    `origin`: the label the input image carried (img2img, edits, relayed results); the file
+    still gets exactly one label, this one, with the old producer recorded in
+    `ReservedCode2` (see `origin_code`)."""
     if fmt == "png" and source is not None:
         mac = pixel_mac(key, image_id, source)
     else:
@@ -160,9 +164,32 @@ def label_file(
         "ReservedCode1": mac,
         "ContentPropagator": propagator,
         "PropagateID": propagate_id,
-        "ReservedCode2": "",
+        "ReservedCode2": origin_code(origin),
     }
     return embed_xmp(data, fmt, xmp_packet(fields))
+
+
+def origin_code(origin: dict[str, Any] | None) -> str:
+    """`ReservedCode2` of a file made from a labelled input: a JSON object naming what it
+    came from, `{"SourceProducer": ..., "SourceProduceID": ...}` (the input label's
+    ContentProducer and ProduceID); empty when the input carried no label."""
+    if not origin:
+        return ""
+    source = {
+        "SourceProducer": str(origin.get("ContentProducer", ""))[:200],
+        "SourceProduceID": str(origin.get("ProduceID", ""))[:200],
+    }
+    return json.dumps(source, ensure_ascii=False, separators=(",", ":"))
+
+
+def keep_xmp(data: bytes, fmt: str, image: Image.Image) -> bytes:
+    """`data` (an input image pixgate re-encoded for storage) with the XMP packet `image`
+    arrived with, so the worker still sees the input's label; unchanged when it had none
+    or the packet is not a readable TC260 label."""
+    xmp = _xmp_of(image)
+    if xmp is None or read_label(image) is None:
+        return data
+    return embed_xmp(data, fmt, xmp)
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -194,10 +194,13 @@ class JobQueue(Claims):
         images: list[dict[str, Any]],
         inference_seconds: float,
         relay: RelayRecord | None = None,
+        failure: tuple[str, str] | None = None,
     ) -> SettleOutcome:
         """Mark the job done and charge its successful images, in one transaction (with
-        a relayed job's channel, upstream cost and calls)."""
+        a relayed job's channel, upstream cost and calls). With no image, the job fails
+        with `failure` (code, message), or as generation_failed."""
         ok = len(images)
+        code, message = failure or ("generation_failed", "no image could be produced")
         async with self.db.write() as s:
             done = await s.scalar(
                 update(Job)
@@ -205,8 +208,8 @@ class JobQueue(Claims):
                 .values(
                     status="succeeded" if ok else "failed",
                     progress=1.0,
-                    error_code=None if ok else "generation_failed",
-                    error_message=None if ok else "no image could be produced",
+                    error_code=None if ok else code,
+                    error_message=None if ok else message,
                     images=images,
                     n_succeeded=ok,
                     cost_minor=ok * job.price_minor,

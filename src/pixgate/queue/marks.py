@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pixgate.processing.chain import LabelContext, remark
+from pixgate.processing.chain import PostTools, remark
 from pixgate.queue.claims import MARK_KIND  # the job's `kind`: never batched with generations
 from pixgate.spec.request import Watermark
 
@@ -66,7 +66,7 @@ async def enqueue_mark(
 
 
 def draw_marks(
-    storage: Any, settings: Settings, request: MarkRequest, label_key: bytes | None = None
+    storage: Any, settings: Settings, request: MarkRequest, tools: PostTools | None = None
 ) -> list[dict[str, Any]]:
     """The worker's half (on its post-processing thread): each image read from storage,
     marked and encoded again in its format, saved as a copy named after the original and
@@ -76,8 +76,14 @@ def draw_marks(
     copies = []
     for image in request.images:
         name = PurePosixPath(image.path)
-        label = LabelContext(label_key, f"{name.stem}-mark-{tag}") if label_key else None
-        data = remark(storage.read(image.path), image.format, mark, settings, label)
+        data = remark(
+            storage.read(image.path),
+            image.format,
+            mark,
+            settings,
+            tools or PostTools(),
+            f"{name.stem}-mark-{tag}",
+        )
         stored = storage.save(f"{name.stem}-mark-{tag}{name.suffix}", data)
         copies.append(
             {

@@ -23,6 +23,7 @@ import structlog
 from pixgate.backends import BackendError, Backends
 from pixgate.db import Job
 from pixgate.metrics import Metrics
+from pixgate.processing.chain import PostTools
 from pixgate.queue import channels
 from pixgate.queue.claims import ClaimFilter, RelayRecord
 from pixgate.queue.jobs import JobQueue
@@ -54,7 +55,7 @@ class RelayLane:
         backends: Backends,
         models: list[str],
         post_executor: Executor,
-        label_key: bytes | None = None,
+        tools: PostTools | None = None,
     ):
         self.worker_id = worker_id
         self.settings = settings
@@ -65,7 +66,7 @@ class RelayLane:
         self.backends = backends
         self.only = ClaimFilter(models)
         self._post = post_executor
-        self._label_key = label_key
+        self._tools = tools
         self._room = asyncio.Event()  # set when a running job ends
         self._reserved = 0  # rooms held for jobs being admitted in this process
         self._backlog = False  # the last claim filled every room: jobs may be queued
@@ -198,7 +199,7 @@ class RelayLane:
         )
         try:
             loop = asyncio.get_running_loop()
-            images = await loop.run_in_executor(
+            stored = await loop.run_in_executor(
                 self._post,
                 store_images,
                 self.storage,
@@ -206,14 +207,15 @@ class RelayLane:
                 job.id,
                 req,
                 result.images,
-                self._label_key,
+                self._tools,
             )
             seconds = result.inference_seconds
             if await settle_or_discard(
-                self.queue, self.storage, job, self.worker_id, images, seconds, relay
+                self.queue, self.storage, job, self.worker_id, stored, seconds, relay
             ):
-                self.metrics.images_generated.labels(model=job.model).inc(len(images))
-                log_.info("relayed job succeeded", channel=result.channel, images=len(images))
+                kept = len(stored.images)
+                self.metrics.images_generated.labels(model=job.model).inc(kept)
+                log_.info("relayed job finished", channel=result.channel, images=kept)
         except Exception as exc:
             log_.exception("storing a relayed result failed")
             await self.queue.fail(job.id, "generation_failed", type(exc).__name__, self.worker_id)

@@ -33,7 +33,7 @@ from pixgate.queue.claims import ClaimFilter
 from pixgate.queue.jobs import JobQueue
 from pixgate.queue.marks import MARK_KIND, MarkRequest, draw_marks
 from pixgate.queue.relay_lane import RelayLane
-from pixgate.queue.storing import settle_or_discard, store_images, worker_label_key
+from pixgate.queue.storing import Stored, post_tools, settle_or_discard, store_images
 from pixgate.settings import Settings
 from pixgate.spec.catalog import Catalog, ModelSpec
 from pixgate.spec.request import GenerationRequest
@@ -100,7 +100,7 @@ class Worker:
         self.storage = storage
         self.metrics = metrics
         self.backends = backends or Backends(settings, storage)
-        self.label_key = worker_label_key(settings)  # None: labels are off
+        self.tools = post_tools(settings)  # label key, SR network, classifier, C2PA signer
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixgate-engine")
         self._post_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixgate-post")
@@ -110,10 +110,8 @@ class Worker:
         self._abort = False
         self._task: asyncio.Task | None = None
         self.ready = False  # backends of the catalog made and models preloaded
-        # Set when a job is queued in this process; jobs queued elsewhere are found by
-        # polling every worker_poll_seconds.
-        # The engine thread runs local models and mark jobs; relayed models go to the relay
-        # lane, many at once on the loop.
+        # The engine thread runs local models and mark jobs (woken by in-process queueing,
+        # else polling); relayed models go to the relay lane, many at once on the loop.
         served = [spec for spec in catalog if models is None or spec.name in models]
         relayed = [spec.name for spec in served if is_relayed(spec)]
         self._engine_jobs = ClaimFilter([s.name for s in served if not is_relayed(s)], marks=True)
@@ -129,7 +127,7 @@ class Worker:
                 self.backends,
                 relayed,
                 self._post_executor,
-                self.label_key,
+                self.tools,
             )
             if relayed
             else None
@@ -310,7 +308,7 @@ class Worker:
                     log_.info("job dropped from its batch: its lease was lost")
                     continue
                 try:
-                    images = await loop.run_in_executor(
+                    stored = await loop.run_in_executor(
                         self._post_executor,
                         store_images,
                         self.storage,
@@ -318,14 +316,15 @@ class Worker:
                         job.id,
                         done.req,
                         done.result.images,
-                        self.label_key,
+                        self.tools,
                     )
                     seconds = done.result.inference_seconds
+                    kept = len(stored.images)
                     if await settle_or_discard(
-                        self.queue, self.storage, job, self.id, images, seconds
+                        self.queue, self.storage, job, self.id, stored, seconds
                     ):
-                        self.metrics.images_generated.labels(model=job.model).inc(len(images))
-                        log_.info("job succeeded", images=len(images), seconds=seconds)
+                        self.metrics.images_generated.labels(model=job.model).inc(kept)
+                        log_.info("job finished", images=kept, seconds=seconds)
                     else:
                         log_.info("job result discarded: job no longer held by this worker")
                 except Exception as exc:
@@ -347,13 +346,13 @@ class Worker:
                 self.storage,
                 self.settings,
                 request,
-                self.label_key,
+                self.tools,
             )
         except Exception as exc:  # the originals expired or were deleted, a bad request
             log.warning("mark job failed", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
             await self.queue.fail(job.id, "generation_failed", type(exc).__name__, self.id)
             return
-        await settle_or_discard(self.queue, self.storage, job, self.id, images, 0.0)
+        await settle_or_discard(self.queue, self.storage, job, self.id, Stored(images), 0.0)
 
     def _preload(self) -> None:
         """Make the backends the catalog needs and let each preload its models, the

@@ -78,9 +78,17 @@ class GenerationRequest(BaseModel):
     hires: HiresFix | None = None
     # post-processing, applied by the worker after decoding (pixgate.processing.postprocess)
     prompt_enhancement: bool = False
+    llm_seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED, description="Seed of the prompt rewriter; None: `seed`."
+    )
+    original_prompt: str | None = Field(
+        default=None, description="The client's prompt, when `prompt` is a rewrite of it."
+    )
+    rewriter: str | None = Field(default=None, description="What rewrote it: llm | offline.")
     upscale: Literal[1, 2, 4] = Field(default=1, description="Super-resolution factor.")
     watermark: Watermark | None = None
     user: str | None = None
+    dialect: str | None = Field(default=None, description="The API it came in through.")
     defaulted: list[str] = Field(
         default_factory=list,
         description="Fields (steps, guidance) filled with the model's or dialect's default "

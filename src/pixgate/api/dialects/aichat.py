@@ -22,9 +22,17 @@ from starlette.datastructures import FormData, UploadFile
 
 from pixgate.accounts.keys import Caller
 from pixgate.api.bodies import form_body, load_json
-from pixgate.api.deps import bearer_token, client_ip, core, language, public_base, request_id
+from pixgate.api.deps import (
+    bearer_token,
+    client_ip,
+    core,
+    dialect,
+    language,
+    public_base,
+    request_id,
+)
 from pixgate.api.dialects.aichat_params import Image2ImageParams, size_ids, to_request
-from pixgate.api.results import image_urls
+from pixgate.api.results import content_notes, image_urls
 from pixgate.api.schemas import documented, request_body
 from pixgate.api.schemas_dialects import (
     AichatModels,
@@ -47,7 +55,7 @@ SEED_SUBMIT_PATH = "/" + SUBMIT_PATH
 QUERY_PATH = "/api/v1/draw/query"
 PATH_PREFIXES = (SUBMIT_PATH, SEED_SUBMIT_PATH, "/api/v1/draw/")
 
-router = APIRouter(tags=["aichat image-to-image tasks"])
+router = APIRouter(tags=["aichat image-to-image tasks"], dependencies=[dialect("aichat")])
 
 # Where this dialect expects the key, instead of the core's Bearer wording.
 _MESSAGES = {
@@ -211,7 +219,7 @@ async def image2image(request: Request, caller: AichatCaller, form: Form) -> JSO
     image = await decode_image_async(await upload.read(MAX_INPUT_BYTES + 1), "image")  # +1: too big
     req = to_request(app_core, params, image.width, image.height)
     admission = app_core.admission
-    admission.moderate(req)  # before the upload is stored; submit checks it again
+    await admission.moderate(caller, req)  # before the upload is stored; submit checks it again
     req = req.model_copy(update={"image": await admission.save_input(image, "image", "RGB")})
     job_id = await admission.submit(caller, req, request_id(request))
     # The seed: "返回的参数里会有一个task_id" - at the top level, and in the task status.
@@ -264,6 +272,7 @@ def task_json(request: Request, job: TaskView) -> dict[str, Any]:
         "created_at": job.created_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "error": error,
+        **content_notes(job.result()),
     }
 
 

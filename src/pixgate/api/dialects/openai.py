@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
-from pixgate.api.deps import Authenticated, authenticated, core
+from pixgate.api.deps import Authenticated, authenticated, core, dialect
 from pixgate.api.results import error_object
 from pixgate.api.routes.tasks import TaskFields, respond
 from pixgate.api.schemas import (
@@ -33,7 +33,9 @@ from pixgate.spec.request import MAX_SEED, HiresFix, LoraRef
 MAX_JSON_WITH_IMAGE = MAX_INPUT_BYTES * 4 // 3 + 64 * 1024
 
 # Every route needs a key: a forgotten parameter cannot open one.
-router = APIRouter(tags=["OpenAI / SiliconFlow images"], dependencies=[Depends(authenticated)])
+router = APIRouter(
+    tags=["OpenAI / SiliconFlow images"], dependencies=[dialect("openai"), Depends(authenticated)]
+)
 
 
 class ImageGenerationRequest(TaskFields):
@@ -105,7 +107,11 @@ GenerationBody = Annotated[
 
 def render_error(err: PixgateError, lang: str) -> JSONResponse:
     body = {"error": error_object(err, lang)}
-    return JSONResponse(body, status_code=err.status, headers=err.headers)
+    status = err.status
+    if err.code == "content_refused":  # OpenAI's refusal: a 400 with its own code
+        body["error"].update(type="invalid_request_error", code="content_policy_violation")
+        status = 400
+    return JSONResponse(body, status_code=status, headers=err.headers)
 
 
 def _pick(a: Any, b: Any, names: tuple[str, str]) -> Any:

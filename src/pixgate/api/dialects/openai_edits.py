@@ -18,7 +18,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from pixgate.accounts.keys import Caller
 from pixgate.api.bodies import form_body
-from pixgate.api.deps import Authenticated, authenticated, core
+from pixgate.api.deps import Authenticated, authenticated, core, dialect
 from pixgate.api.routes.tasks import TaskFields, respond
 from pixgate.api.schemas import ASYNC_TASK, ImagesResponse, documented, request_body
 from pixgate.api.validation import validate
@@ -32,7 +32,8 @@ from pixgate.processing.inputs import (
 from pixgate.spec.request import MAX_SEED
 
 router = APIRouter(
-    tags=["OpenAI images: edits and variations"], dependencies=[Depends(authenticated)]
+    tags=["OpenAI images: edits and variations"],
+    dependencies=[dialect("openai"), Depends(authenticated)],
 )
 
 _FILE_FIELDS = {"image", "image[]", "mask"}

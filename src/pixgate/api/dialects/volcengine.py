@@ -22,7 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pixgate.accounts.keys import Caller
 from pixgate.api.bodies import load_json, parse_json_object, read_capped
-from pixgate.api.deps import bearer_token, client_ip, core, language, public_base, request_id
+from pixgate.api.deps import (
+    bearer_token,
+    client_ip,
+    core,
+    dialect,
+    language,
+    public_base,
+    request_id,
+)
 from pixgate.api.dialects import volc_signing
 from pixgate.api.dialects.volcengine_render import (
     GatewayError,
@@ -43,7 +51,7 @@ from pixgate.spec.request import MAX_SEED, GenerationRequest, Watermark
 
 log = structlog.get_logger("pixgate.volcengine")
 
-router = APIRouter(tags=["Volcengine / Jimeng (CVProcess)"])
+router = APIRouter(tags=["Volcengine / Jimeng (CVProcess)"], dependencies=[dialect("volcengine")])
 
 PATH_PREFIXES = ("/volcv",)
 VERSION = "2022-08-31"
@@ -186,6 +194,7 @@ def to_request(app_core: Pixgate, fields: GenerateFields) -> GenerationRequest:
         guidance=fields.scale,
         seed=None if fields.seed == -1 else fields.seed,
         prompt_enhancement=fields.use_pre_llm,
+        llm_seed=None if fields.llm_seed == -1 else fields.llm_seed,
         upscale=2 if fields.use_sr else 1,
         watermark=logo.watermark() if logo else None,
         names=NAMES,
@@ -267,7 +276,7 @@ async def get_result(
         return success(ctx, _task_data("expired"))
     mark = logo.watermark() if logo else None
     if mark is not None:
-        result = await app_core.tasks.marked_copy(result, mark)
+        result = await app_core.tasks.marked_copy(caller, result, mark)
     stored = (job.response_format or "url") == "url"
     return_url = options.return_url if options.return_url is not None else stored
     data = await images_data(request, app_core, result, return_url)

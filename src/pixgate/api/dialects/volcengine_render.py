@@ -96,6 +96,7 @@ _REFUSED: dict[str, tuple[int, str]] = {
     "prompt": (50412, "Text Risk Not Pass"),
     "negative_prompt": (50412, "Text Risk Not Pass"),
     "watermark": (50413, "Post Text Risk Not Pass"),
+    "output_image": (50511, "Post Img Risk Not Pass"),
 }
 _IMAGE_REFUSED = (50411, "Pre Img Risk Not Pass")
 

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pixgate.api.bodies import json_body
-from pixgate.api.deps import bearer_token, client_ip, core, public_base, request_id
-from pixgate.api.results import image_urls
+from pixgate.api.deps import bearer_token, client_ip, core, dialect, public_base, request_id
+from pixgate.api.results import content_notes, image_urls
 from pixgate.api.schemas import documented, request_body
 from pixgate.api.schemas_dialects import YuechengResponse
 from pixgate.api.validation import validate
@@ -31,7 +31,7 @@ ALIAS_PATH = "/yuecheng/v1/generate"
 PATH_PREFIXES = ("/API/AI-picture/", "/yuecheng/")
 DEFAULT_MODEL = "Yuecheng-VisGen/VisGen"
 
-router = APIRouter(tags=["Yuecheng VisGen"])
+router = APIRouter(tags=["Yuecheng VisGen"], dependencies=[dialect("yuecheng")])
 
 # The seed lists 400, 401, 403, 404, 429, 451, 500, 502 and 503; anything else is folded
 # into the nearest of those so clients written against the seed see only codes it names.
@@ -134,5 +134,6 @@ async def generate(request: Request, raw: Body) -> JSONResponse:
             "api_usage": usage,
             "timings": {"inference": round(result.inference_seconds, 2)},
             "seed": result.seed,
+            **content_notes(result),
         }
     )

@@ -63,6 +63,7 @@ def key_json(k: ApiKey) -> dict:
         "allowed_models": k.allowed_models,
         "allowed_ips": k.allowed_ips,
         "has_signing_secret": k.secret_enc is not None,
+        "explicit_label": k.explicit_label,
     }
 
 
@@ -166,6 +167,11 @@ class NewKeyBody(BaseModel):
     allowed_models: list[str] | None = None
     allowed_ips: list[str] | None = None
     signing_secret: bool = False
+    explicit_label: bool | None = Field(
+        default=None,
+        description="Draw the visible AI-generated label on this key's images (true/false); "
+        "null: the deployment's explicit_label setting.",
+    )
 
 
 @router.post(
@@ -187,6 +193,7 @@ async def create_key(user: str, request: Request) -> dict:
         allowed_models=body.allowed_models,
         allowed_ips=body.allowed_ips,
         with_secret=body.signing_secret,
+        explicit_label=body.explicit_label,
     )
     owner, made = await core(request).admin.create_key(user, spec)
     return {
@@ -200,18 +207,36 @@ async def create_key(user: str, request: Request) -> dict:
 
 class KeyPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool
+    enabled: bool | None = Field(default=None, description="false disables the key.")
+    explicit_label: bool | None = Field(
+        default=None,
+        description="Override the deployment's explicit label for this key; send null "
+        "to follow the deployment again.",
+    )
 
 
 @router.patch(
     "/keys/{key}",
-    summary="Disable or re-enable a key",
+    summary="Disable or re-enable a key, or override its explicit label",
     openapi_extra=request_body(KeyPatch),
     **documented(KeyInfo),
 )
 async def patch_key(key: str, request: Request) -> dict:
     body = await _body(request, KeyPatch)
-    return key_json(await core(request).admin.set_key_enabled(key, body.enabled))
+    if not body.model_fields_set:
+        raise invalid(
+            "body", "must set enabled or explicit_label", "必须设置 enabled 或 explicit_label"
+        )
+    if "enabled" in body.model_fields_set and body.enabled is None:
+        raise invalid("enabled", "must be true or false", "必须为 true 或 false")
+    admin = core(request).admin
+    row = None
+    if "explicit_label" in body.model_fields_set:
+        row = await admin.set_key_explicit_label(key, body.explicit_label)
+    if body.enabled is not None:
+        row = await admin.set_key_enabled(key, body.enabled)
+    assert row is not None
+    return key_json(row)
 
 
 @router.get("/keys", summary="List keys", **documented(KeyList))
