@@ -135,7 +135,9 @@ def test_seed_example_submit_and_query(server, key):
     for _ in range(2):  # polling again changes nothing
         assert query(server, key, task_id).json()["data"]["images_generated"] == 4
     stored = stored_request(server, task_id)
-    assert stored["prompt"] == "anime, " and stored["prompt_enhancement"] is True
+    assert stored["prompt_enhancement"] is True and stored["original_prompt"] == "anime, "
+    assert stored["prompt"].startswith("anime, ") and stored["rewriter"] == "offline"
+    assert done["revised_prompt"] == stored["prompt"] and done["rewriter"] == "offline"
     assert stored["negative_prompt"].startswith("easynegative, (worst quality:1.3)")
     assert (stored["kind"], stored["strength"], stored["steps"]) == ("img2img", 0.7, 20)
     assert (stored["sampler"], stored["guidance"], stored["n"]) == ("DPM++ 2M Karras", 7, 4)

@@ -207,7 +207,7 @@ PRICED = ModelSpec(
 
 def test_worker_serves_a_fake_model_over_http_and_bills_what_it_made(make_server):
     dropping = PRICED.model_copy(update={"name": "fake-dropping", "source": "fake:fail_every=3"})
-    srv = make_server(models=[PRICED, dropping], demo=False)
+    srv = make_server(models=[PRICED, dropping], demo=False, explicit_label=False)
     k = srv.create_key(credit="10")
     with srv.client(k) as c:
         r = c.post(

@@ -157,7 +157,9 @@ def test_worker_batches_compatible_queued_jobs(make_server, models_dir):
     """Jobs queued while no worker runs are claimed together when it starts: compatible
     ones share one pass, an incompatible one (other size) runs on its own."""
     spec = TINY_SD.model_copy(update={"max_batch": 8})
-    server = make_server(run_workers=False, models=[spec.model_dump()], default_model="tiny-sd")
+    server = make_server(
+        run_workers=False, models=[spec.model_dump()], default_model="tiny-sd", explicit_label=False
+    )
     key = server.create_key(credit="100")
     core = server.core
     loop = server.server_loop()

@@ -95,13 +95,20 @@ def vkey(volc) -> keys.CreatedKey:
     return make_key(volc, with_secret=True)
 
 
+@pytest.fixture(scope="module")
+def unlabelled(volc) -> keys.CreatedKey:
+    """A key whose images carry no explicit label unless the request asks for a logo."""
+    return make_key(volc, with_secret=True, explicit_label=False)
+
+
 # --- the seed's sample and the official SDK ------------------------------------------------
 @pytest.mark.slow  # the sample asks for 25 steps at 512x512, then 2x super-resolution
 def test_seed_sample_body_verbatim(volc, vkey):
     data = ok(post(volc, CV, SEED_BODY, vkey.key, **{"Content-Type": "application/json"}))
     assert len(data["binary_data_base64"]) == 1
     assert png(data["binary_data_base64"][0]).size == (1024, 1024)  # use_sr doubles 512
-    assert data["rephraser_result"] == "千军万马"
+    rephrased = data["rephraser_result"]  # use_pre_llm: the offline expander's rewrite
+    assert rephrased.startswith("千军万马，") and len(rephrased) > len("千军万马，")
     assert data["algorithm_base_resp"] == {"status_code": 0, "status_message": "Success"}
     assert {"pe_result", "predict_tags_result", "request_id"} <= set(data)
     got = httpx.get(data["image_urls"][0])
@@ -215,11 +222,11 @@ def _changed(a: Image.Image, b: Image.Image) -> set[str]:
 @pytest.mark.parametrize(
     ("position", "corner"), [(0, "bottom-right"), (1, "bottom-left"), (2, "top-left")]
 )
-def test_logo_info_marks_the_chosen_corner(volc, vkey, position, corner):
+def test_logo_info_marks_the_chosen_corner(volc, unlabelled, position, corner):
     plain = {**SMALL, "seed": 1234}
-    base = png(ok(post(volc, CV, plain, vkey.key))["binary_data_base64"][0])
+    base = png(ok(post(volc, CV, plain, unlabelled.key))["binary_data_base64"][0])
     logo = {"add_logo": True, "position": position, "language": 1, "opacity": 1}
-    marked = ok(post(volc, CV, {**plain, "logo_info": logo}, vkey.key))
+    marked = ok(post(volc, CV, {**plain, "logo_info": logo}, unlabelled.key))
     assert _changed(base, png(marked["binary_data_base64"][0])) == {corner}
 
 
@@ -230,7 +237,9 @@ def test_seed_and_scale_and_steps_reach_the_job(volc, vkey):
     request = job.result(timeout=30).request
     assert request["model"] == REQ_KEY and request["seed"] == 99
     assert (request["steps"], request["guidance"], request["prompt_enhancement"]) == (3, 7.5, False)
-    assert request["upscale"] == 1 and request["watermark"] is None
+    assert request["upscale"] == 1
+    # no logo_info: the deployment's explicit AI-generated label (on by default)
+    assert request["watermark"] == {"text": "AI生成", "position": "bottom-right", "opacity": 0.85}
 
 
 # --- errors --------------------------------------------------------------------------------

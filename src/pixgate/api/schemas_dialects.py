@@ -49,6 +49,12 @@ class VolcImagesData(BaseModel):
     predict_tags_result: str | None = None
     rephraser_result: str | None = None
     request_id: str | None = None
+    upscaler: str | None = Field(
+        default=None, description="pixgate: what ran for use_sr (lanczos or the SR network)."
+    )
+    rewriter: str | None = Field(
+        default=None, description="pixgate: what wrote rephraser_result (llm or offline)."
+    )
 
 
 class VolcTaskId(BaseModel):

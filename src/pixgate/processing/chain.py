@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pixgate.processing import explicit, postprocess
 from pixgate.processing.encode import decode_stored, encode_image
@@ -27,10 +27,18 @@ from pixgate.spec.request import GenerationRequest, Watermark
 if TYPE_CHECKING:
     from pixgate.processing.c2pa_sign import C2paSigner
     from pixgate.processing.image_moderation import ImageClassifier
-    from pixgate.processing.superres import Upscaler
     from pixgate.settings import Settings
 
 ENCODE = "encode"
+
+
+class Upscaler(Protocol):
+    """A loaded super-resolution network (processing/superres.py; spelled out here so the
+    worker's chain does not import torch to name its type)."""
+
+    name: str
+
+    def upscale(self, image: Any, factor: int) -> Any: ...
 
 
 @dataclass

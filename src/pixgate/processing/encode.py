@@ -20,7 +20,7 @@ def encode_image(image: Any, fmt: str, png_level: int = 1, quality: int | None =
     if fmt == "png":
         image.save(buf, pil_format, compress_level=png_level)
     else:
-        rgb = image.convert("RGB")
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
         rgb.save(buf, pil_format, quality=quality if quality is not None else 90)
     return buf.getvalue()
 

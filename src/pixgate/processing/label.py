@@ -56,7 +56,7 @@ def label_key(server_secret: bytes) -> bytes:
 def pixel_mac(key: bytes, image_id: str, image: Image.Image) -> str:
     """The HMAC-SHA256 (hex) over the image id and the pixels (as RGB or RGBA bytes)."""
     mode = "RGBA" if "A" in image.getbands() else "RGB"
-    pixels = image.convert(mode)
+    pixels = image if image.mode == mode else image.convert(mode)
     mac = hmac.new(key, digestmod=hashlib.sha256)
     mac.update(image_id.encode())
     mac.update(f"\0{mode}\0{pixels.width}x{pixels.height}\0".encode())

@@ -48,7 +48,7 @@ def post_tools(settings: Settings, device: str | None = None) -> PostTools:
     if settings.upscaler.model:  # by name: torch is imported only where it is configured
         superres = importlib.import_module("pixgate.processing.superres")
         tools.upscaler = superres.load_upscaler(
-            settings.upscaler.model, device or settings.upscaler.device, settings.upscaler.tile
+            settings.upscaler.model, settings.upscaler.device or device, settings.upscaler.tile
         )
     if settings.image_moderation.configured:
         tools.classifier = load_classifier(settings.image_moderation)

@@ -39,7 +39,7 @@ from pixgate.api.dialects.volcengine_render import (
     render_gateway_error,
     success,
 )
-from pixgate.api.results import image_urls, images_base64_async
+from pixgate.api.results import content_notes, image_urls, images_base64_async
 from pixgate.api.schemas import documented, request_body
 from pixgate.api.schemas_dialects import VolcResponse
 from pixgate.api.validation import validate
@@ -205,7 +205,8 @@ def to_request(app_core: Pixgate, fields: GenerateFields) -> GenerationRequest:
 async def images_data(
     request: Request, app_core: Pixgate, result: GenerationResult, return_url: bool
 ) -> dict[str, Any]:
-    """CVProcess's `data`: every image as base64, and as links when asked."""
+    """CVProcess's `data`: every image as base64, and as links when asked; pixgate adds
+    `upscaler` (what ran for `use_sr`) and `rewriter` (what wrote `rephraser_result`)."""
     urls = image_urls(app_core, result, public_base(request)) if return_url else None
     return {
         "algorithm_base_resp": {"status_code": 0, "status_message": "Success"},
@@ -215,7 +216,7 @@ async def images_data(
         "predict_tags_result": "",
         "rephraser_result": result.prompt,
         "request_id": request_id(request) or "",
-    }
+    } | {k: v for k, v in content_notes(result).items() if k != "revised_prompt"}
 
 
 # --- actions -------------------------------------------------------------------------------
