@@ -11,7 +11,7 @@ from alembic.config import Config
 
 from pixgate.accounts import keys
 from pixgate.db import Database
-from pixgate.db.database import _MIGRATIONS
+from pixgate.db.database import _MIGRATIONS, head_revisions
 
 
 def _upgrade_to(db: Database, revision: str) -> None:
@@ -145,3 +145,25 @@ def _downgrade_to(db: Database, revision: str) -> None:
         await db.dispose()
 
     asyncio.run(go())
+
+
+def test_the_cheap_head_check_agrees_with_alembic(tmp_path):
+    """A start skips Alembic when the database is at head; the head it reads from the
+    version files is Alembic's, and an older database is still upgraded."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    assert head_revisions() == set(ScriptDirectory.from_config(cfg).get_heads())
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    _upgrade_to(db, "0005")
+
+    async def go():
+        before = await db.at_head()
+        await db.migrate()
+        after = await db.at_head()
+        await db.dispose()
+        return before, after
+
+    assert asyncio.run(go()) == (False, True)

@@ -28,6 +28,7 @@ from pydantic_settings import (
 from pixgate.settings_content import ContentSettings
 from pixgate.spec.catalog import LoraSpec, ModelSpec, Style
 from pixgate.spec.channels import ChannelSpec
+from pixgate.spec.storage import StorageSpec
 
 
 def default_data_dir() -> Path:
@@ -75,7 +76,9 @@ class Settings(BaseSettings, ContentSettings):
     """Everything an operator can set. Env vars use the `PIXGATE_` prefix
     (`PIXGATE_DATABASE_URL`, `PIXGATE_URL_TTL_SECONDS`, ...)."""
 
-    model_config = SettingsConfigDict(env_prefix="PIXGATE_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="PIXGATE_", env_nested_delimiter="__", extra="forbid"
+    )
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = Field(
@@ -143,6 +146,11 @@ class Settings(BaseSettings, ContentSettings):
         default=15.0, gt=0, le=300, description="Total time one image URL download may take."
     )
     url_ttl_seconds: int = Field(default=3600, ge=1, description="Signed image URL lifetime.")
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec,
+        description="[storage]: where images live: the data dir's files folder (local) or an "
+        "S3-compatible bucket (s3).",
+    )
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
     png_compress_level: int = Field(default=1, ge=0, le=9)
 
@@ -150,6 +158,7 @@ class Settings(BaseSettings, ContentSettings):
     generation_timeout_seconds: float = Field(default=300.0, gt=0)
     run_workers: bool = Field(default=True, description="Run a worker inside `pixgate serve`.")
     worker_poll_seconds: float = Field(default=0.5, gt=0)
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)  # live: seen in the last 3
     worker_prefetch: bool = Field(
         default=True,
         description="Claim the next job while one generates (no gap between jobs). Turn off "

@@ -19,7 +19,17 @@ from pixgate.api.cors import PathCORSMiddleware
 from pixgate.api.deps import language, request_id
 from pixgate.api.dialects import aichat, openai, openai_edits, volcengine, yuecheng
 from pixgate.api.middleware import RequestContextMiddleware
-from pixgate.api.routes import account, admin, channels, files, labels, moderation, ops, tasks
+from pixgate.api.routes import (
+    account,
+    admin,
+    channels,
+    files,
+    labels,
+    moderation,
+    ops,
+    tasks,
+    workers,
+)
 from pixgate.core.service import Pixgate
 from pixgate.errors import PixgateError
 from pixgate.logs import configure_logging
@@ -116,6 +126,7 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(channels.router)
     app.include_router(moderation.router)
+    app.include_router(workers.router)
     app.include_router(labels.router)
     app.include_router(files.router)
     app.include_router(ops.router)

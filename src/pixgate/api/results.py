@@ -43,8 +43,10 @@ def error_object(err: PixgateError, lang: str = "en") -> dict[str, Any]:
 
 
 def image_urls(app_core: Pixgate, result: GenerationResult, base: str) -> list[str]:
-    """Signed, expiring links to the result's images under `base` (the public URL)."""
-    return [base + app_core.tasks.image_url(i) for i in result.images]
+    """Signed, expiring links to the result's images under `base` (the public URL); a
+    storage's absolute URL (a presigned S3 URL) is used as it is."""
+    urls = (app_core.tasks.image_url(i) for i in result.images)
+    return [u if u.startswith(("http://", "https://")) else base + u for u in urls]
 
 
 def images_base64(app_core: Pixgate, result: GenerationResult) -> list[str]:

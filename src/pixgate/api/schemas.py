@@ -146,6 +146,12 @@ class Task(BaseModel):
     links: TaskLinks
     webhook: WebhookState | None
     error: ErrorObject | None
+    waiting: str | None = Field(
+        default=None,
+        description="Only while queued with no live worker serving the model: "
+        "`waiting: no live worker serves model X` (it fails, free, after the generation "
+        "timeout unless a worker for it starts).",
+    )
     data: list[ImageDatum] | None = None
     images: list[ImageUrl] | None = None
     timings: Timings | None = None

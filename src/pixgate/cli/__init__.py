@@ -11,6 +11,7 @@ other module is one command group and registers its commands on the app when imp
 - `records`: `ledger`, `jobs`, `audit`
 - `channels`: `channels list|test|enable|disable`
 - `inspect`: `inspect FILE...` (TC260 labels)
+- `storage`: `storage setup|migrate` (the S3 bucket)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pixgate.cli.common import app
 # Imported in the order `pixgate --help` lists the groups.
 # isort: off
 from pixgate.cli import serve, keys, models, generate, accounts, records, channels, inspect
+from pixgate.cli import storage
 # isort: on
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "models",
     "records",
     "serve",
+    "storage",
 ]
 
 

@@ -1,5 +1,6 @@
-"""`pixgate serve` (the API server, optionally with its worker) and `pixgate worker` (a
-standalone worker for the scaled deployment)."""
+"""`pixgate serve` (the API server, optionally with its worker), `pixgate worker` (a
+standalone worker for the scaled deployment) and `pixgate workers` (the workers that
+heartbeat into the database, and what they serve)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from pixgate.cli.common import (
     DemoOpt,
     app,
     cli_settings,
+    console,
+    csv,
     engine_missing,
     err_console,
     needs_engine,
+    run_with_core,
     where,
 )
 
@@ -61,7 +65,18 @@ def serve(
 
 
 @app.command()
-def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+def worker(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    models_opt: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Only claim jobs of these catalog models (comma-separated) [default: every "
+            "model whose backend this machine has].",
+        ),
+    ] = None,
+) -> None:
     """Run a standalone worker against the configured database (scaled deployment)."""
     import signal
 
@@ -73,7 +88,10 @@ def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     models = None
     catalog = Catalog.build(settings.models, settings.demo)
     others = [m.name for m in catalog if m.source_kind not in ENGINE_SOURCES]
-    if others and engine_missing():  # a relay (or fake) worker on a machine without torch
+    wanted = csv(models_opt)
+    if wanted:
+        models = _chosen_models(catalog, wanted)
+    elif others and engine_missing():  # a relay (or fake) worker on a machine without torch
         models = others
         left = [m.name for m in catalog if m.source_kind in ENGINE_SOURCES]
         if left:
@@ -99,3 +117,56 @@ def worker(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
         await core.stop()
 
     asyncio.run(main())
+
+
+def _chosen_models(catalog, wanted: list[str]) -> list[str]:
+    """`--models`: names of the catalog (exit 2 naming the unknown ones and the catalog's
+    names); the engine is needed only if one of them runs on it."""
+    unknown = [name for name in wanted if catalog.get(name) is None]
+    if unknown:
+        err_console.print(
+            f"error: --models: unknown model(s) {', '.join(unknown)}; "
+            f"the catalog has: {', '.join(catalog.names())}",
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(2)
+    specs = [catalog.get(name) for name in dict.fromkeys(wanted)]
+    if any(spec.source_kind in ENGINE_SOURCES for spec in specs):
+        needs_engine("worker")
+    return [spec.name for spec in specs]
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
+
+
+@app.command("workers")
+def list_workers(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """The workers heartbeating into the database: host, pid, device, the models each
+    serves, its current job, when last seen; those dead within the hour flagged."""
+    from rich.table import Table
+
+    from pixgate.db import utcnow
+
+    settings = cli_settings(config, data_dir)
+    workers = run_with_core(settings, lambda core: core.fleet.workers(with_dead=True))
+    if not workers:
+        console.print("no live workers")
+        return
+    now = utcnow()
+    table = Table("id", "host", "pid", "device", "models", "current job", "last seen", "state")
+    for w in sorted(workers, key=lambda w: not w.live):
+        table.add_row(
+            w.id,
+            w.host,
+            str(w.pid),
+            w.device,
+            ", ".join(w.models) or "-",
+            (w.current_job_id or "-") + (f" (+{w.running - 1})" if w.running > 1 else ""),
+            _ago((now - w.last_seen).total_seconds()),
+            "live" if w.live else "[red]dead[/red]",
+        )
+    console.print(table)
+    served = sorted({m for w in workers if w.live for m in w.models})
+    console.print(f"served: {', '.join(served) or 'nothing'}", highlight=False, markup=False)

@@ -26,6 +26,7 @@ from pixgate.backends import check_catalog
 from pixgate.core.admin import Administration
 from pixgate.core.admission import AdmissionDesk
 from pixgate.core.channels import Channels
+from pixgate.core.fleet import Fleet
 from pixgate.core.identity import Identity, SignedCaller
 from pixgate.core.moderation import Moderation
 from pixgate.core.tasks import Tasks
@@ -34,8 +35,9 @@ from pixgate.db import Database
 from pixgate.metrics import Metrics
 from pixgate.processing.label import Inspection, inspect_file, label_key
 from pixgate.processing.offload import off_loop
-from pixgate.queue import queries
+from pixgate.queue import queries, registry
 from pixgate.queue.jobs import JobQueue
+from pixgate.queue.notify_pg import PgNotifications, notifications_for
 from pixgate.queue.webhooks import WebhookDeliverer
 from pixgate.settings import Settings
 from pixgate.spec.catalog import Catalog
@@ -57,8 +59,14 @@ class Pixgate:
         self.metrics = Metrics()
         self._server_secret = server_secret(settings.data_dir, settings.signing_secret)
         self.storage: Storage = make_storage(settings, self._server_secret)
+        # LISTEN/NOTIFY across processes on PostgreSQL; in-process (others poll) on SQLite.
+        self.notifications = notifications_for(settings.db_url)
         self.queue = JobQueue(
-            self.db, settings.max_queue, settings.billing_enabled, settings.currency
+            self.db,
+            settings.max_queue,
+            settings.billing_enabled,
+            settings.currency,
+            self.notifications,
         )
         self.box = SecretBox.for_data_dir(settings.data_dir, settings.master_key)
         self.limiter = RateLimiter(
@@ -68,6 +76,7 @@ class Pixgate:
         )
         self.replays = ReplayGuard(settings.redis_url)
         self.worker = None
+        self.registration: registry.Registration | None = None  # the worker's heartbeat row
         # The task object webhooks POST; set by the API app, so API nodes deliver webhooks
         # and standalone workers do not.
         self.task_renderer: TaskRenderer | None = None
@@ -105,6 +114,7 @@ class Pixgate:
         )
         self.admin = Administration(self.db, self.catalog, self.queue, self.box, self.identity)
         self.channels = Channels(settings, self.catalog, self.db)
+        self.fleet = Fleet(settings, self.db)
 
     async def start(
         self, with_worker: bool | None = None, worker_models: list[str] | None = None
@@ -113,6 +123,8 @@ class Pixgate:
         models), housekeeping and webhooks, and open admission."""
         self.loop = asyncio.get_running_loop()
         await self.db.migrate()
+        if isinstance(self.notifications, PgNotifications):
+            await self.notifications.start()
         if with_worker if with_worker is not None else self.settings.run_workers:
             from pixgate.queue.worker import Worker
 
@@ -125,6 +137,12 @@ class Pixgate:
                 models=worker_models,
             )
             self.worker.start()
+            # Registered before admission opens: an embedded job never reads "no live worker".
+            served = [s for s in self.catalog if worker_models is None or s.name in worker_models]
+            self.registration = registry.Registration(
+                self.db, self.worker.id, served, self.settings.worker_heartbeat_seconds
+            )
+            await self.registration.start()
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.task_renderer is not None:
             render = self.task_renderer
@@ -153,10 +171,14 @@ class Pixgate:
         self.admission.close()
         if self.worker is not None:
             await self.worker.stop(self.settings.shutdown_grace_seconds)
+        if self.registration is not None:
+            await self.registration.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.replays.close()
+        if isinstance(self.notifications, PgNotifications):
+            await self.notifications.close()
         await self.db.dispose()
 
     async def _housekeeping(self) -> None:
@@ -165,12 +187,18 @@ class Pixgate:
             try:
                 removed = await asyncio.to_thread(self.storage.sweep)
                 requeued, failed = await self.queue.reap_lapsed(self.settings.max_attempts)
-                if removed or requeued or failed:
+                unserved = await registry.fail_unserved(
+                    self.queue,
+                    self.settings.worker_heartbeat_seconds,
+                    self.settings.generation_timeout_seconds,
+                )
+                if removed or requeued or failed or unserved:
                     log.info(
                         "housekeeping",
                         files_removed=removed,
                         jobs_requeued=requeued,
                         jobs_failed=failed,
+                        jobs_unserved=unserved,
                     )
             except Exception:
                 log.exception("housekeeping failed")

@@ -20,7 +20,7 @@ from pixgate.core.views import (
 from pixgate.db import Database, Job
 from pixgate.errors import PixgateError
 from pixgate.metrics import Metrics
-from pixgate.queue import marks, queries, webhooks
+from pixgate.queue import marks, queries, registry, webhooks
 from pixgate.queue.jobs import JobQueue
 from pixgate.queue.storing import IMAGE_REFUSAL
 from pixgate.settings import Settings
@@ -101,7 +101,24 @@ class Tasks:
         job = await self._queue.get(job_id)
         if job is None or job.user_id != caller.user.id:
             raise PixgateError("job_not_found", args_={"job": job_id})
-        return task_view(job)
+        return (await self._with_waiting([task_view(job)]))[0]
+
+    async def _with_waiting(self, views: list[TaskView]) -> list[TaskView]:
+        """The views, each queued one saying why it waits when no live worker serves its
+        model (the workers' heartbeats are read once, and only if one is queued)."""
+        queued = [i for i, v in enumerate(views) if v.status == "queued"]
+        if not queued:
+            return views
+        reasons = await registry.waiting_reasons(
+            self._db,
+            [(views[i].model, views[i].kind) for i in queued],
+            self._settings.worker_heartbeat_seconds,
+        )
+        views = list(views)
+        for i, reason in zip(queued, reasons, strict=True):
+            if reason is not None:
+                views[i] = dataclasses.replace(views[i], waiting=f"waiting: {reason}")
+        return views
 
     async def cancel_task(self, caller: Caller, job_id: str) -> TaskView:
         """Cancel a queued or running job of the caller's account and refund it."""
@@ -123,7 +140,7 @@ class Tasks:
         rows = await queries.recent_jobs(
             self._db, caller.user.id, stored, limit, cancelled=cancelled
         )
-        return [task_view(j) for j in rows]
+        return await self._with_waiting([task_view(j) for j in rows])
 
     async def deliveries(self, caller: Caller, job_id: str) -> list[DeliveryView]:
         """A task's webhook delivery attempts, oldest first (404 unless the caller's)."""

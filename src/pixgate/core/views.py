@@ -96,6 +96,8 @@ class TaskView:
     original_prompt: str | None = None  # the client's prompt, when `prompt` rewrote it
     rewriter: str | None = None  # llm | offline
     upscaler: str | None = None  # lanczos or the SR network's architecture
+    # A queued job no live worker can run: why (`no live worker serves model X`).
+    waiting: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -10,6 +10,7 @@ from pixgate.db.tables import (
     RedemptionCode,
     User,
     WebhookAttempt,
+    WorkerRow,
     utcnow,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "RedemptionCode",
     "User",
     "WebhookAttempt",
+    "WorkerRow",
     "utcnow",
 ]

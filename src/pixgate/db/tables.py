@@ -226,3 +226,20 @@ class ModerationEvent(Base):
     term: Mapped[str | None] = mapped_column(Text)  # the blocked term that matched
     score: Mapped[float | None] = mapped_column(Float)  # the classifier's score
     job_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class WorkerRow(Base):
+    """A running worker, as its heartbeat last told (pixgate.queue.registry): what it
+    serves and runs now. Deleted when it stops cleanly; a row whose `last_seen` is older
+    than three heartbeats is a worker that died (shown as not live, pruned after a day)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the jobs' worker_id
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(64))  # cuda, mps, cpu; relay: no engine
+    models: Mapped[list[str]] = mapped_column(JSON)
+    current_job_id: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

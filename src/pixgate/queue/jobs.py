@@ -5,8 +5,9 @@ job is settled at most once even when a lease lapses, a client times out, or two
 race; the usage change rides in the same transaction.
 
 Each change that someone may be waiting for is also announced through `Notifications`
-(queued, finished, cancelled), so that waiters in this process react at once; waiters in
-other processes find it by polling.
+(queued, finished, cancelled), so that waiters react at once: in this process directly, in
+other processes through PostgreSQL's LISTEN/NOTIFY (queue/notify_pg.py); on SQLite, and for
+any notification lost, they find it by polling.
 """
 
 from __future__ import annotations
@@ -307,8 +308,9 @@ class JobQueue(Claims):
         """Wait until the job finishes or `timeout` passes, and return its row.
 
         A finish in this process ends the wait at once (its notification, which carries
-        the row: no read); one in another process is noticed by polling, at intervals
-        growing from `first_poll` to `max_poll`. `look_first=False`: the job was just
+        the row: no read); one in another process through LISTEN/NOTIFY on PostgreSQL,
+        else (and should a notification be lost) by polling, at intervals growing from
+        `first_poll` to `max_poll`. `look_first=False`: the job was just
         queued for a worker of this process, so wait `first_poll` for its notification
         before reading the row.
         """

@@ -12,6 +12,10 @@ __all__ = ["Download", "Storage", "StoredFile", "make_storage"]
 
 def make_storage(settings: Settings, secret: bytes) -> Storage:
     """The deployment's storage; `secret` signs its URLs (the server's signing secret, the
-    same on every API node so any node accepts any node's links). Local disk in the data
-    dir today; an object store plugs in here."""
+    same on every API node so any node accepts any node's links): the data dir's files
+    folder, or with `[storage] backend = "s3"` a bucket (needs boto3: `pixgate[s3]`)."""
+    if settings.storage.backend == "s3":
+        from pixgate.storage.s3 import S3Storage
+
+        return S3Storage(settings.storage, secret, settings.url_ttl_seconds)
     return LocalStorage(settings.files_dir, secret, settings.url_ttl_seconds)

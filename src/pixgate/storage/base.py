@@ -2,9 +2,10 @@
 
 Everything above `storage/` talks to this protocol only, so a deployment can keep images
 in a local folder or in an object store without the worker, the dialects or the file route
-knowing which. Clients always get a pixgate URL (`/files/<path>?expires=..&sig=..`) that
-expires; the file route checks it through `verify` and then asks `download` for what to
-send: the bytes, or (for an object store) a short-lived URL to redirect to.
+knowing which. Clients get a pixgate URL (`/files/<path>?expires=..&sig=..`) that
+expires (or, from an object store without a CDN in front, its own presigned URL); the file
+route checks it through `verify` and then asks `download` for what to send: the bytes, or
+(for an object store) a URL to redirect to.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class Storage(Protocol):
 
     def url(self, path: str, expires: int) -> str:
         """The signed URL path ('/files/...?expires=..&sig=..') a client fetches the file
-        with until `expires`; the caller puts the public base URL in front."""
+        with until `expires`; the caller puts the public base URL in front. An object
+        store may answer an absolute URL instead (a presigned one), used as it is."""
         ...
 
     def verify(self, path: str, expires: str | None, sig: str | None) -> str | None:

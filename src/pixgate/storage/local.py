@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import math
 import os
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 from pixgate.storage.base import FORMATS, Download, StoredFile, media_type
+from pixgate.storage.signing import UrlSigner
 
 __all__ = ["FORMATS", "LocalStorage", "StoredFile"]
 
@@ -23,6 +21,7 @@ class LocalStorage:
     def __init__(self, root: Path, secret: bytes, ttl_seconds: int):
         self.root = root.resolve()
         self.secret = secret
+        self._signer = UrlSigner(secret)
         self.ttl_seconds = ttl_seconds
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -49,19 +48,13 @@ class LocalStorage:
             self._resolve(path).unlink(missing_ok=True)
 
     def _sign(self, rel: str, expires: int) -> str:
-        msg = f"{rel}\n{expires}".encode()
-        return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()[:32]
+        return self._signer.sign(rel, expires)
 
     def url(self, path: str, expires: int) -> str:
-        query = urlencode({"expires": expires, "sig": self._sign(path, expires)})
-        return f"/files/{path}?{query}"
+        return self._signer.url(path, expires)
 
     def verify(self, path: str, expires: str | None, sig: str | None) -> str | None:
-        if not expires or not sig or not expires.isdigit():
-            return None
-        if not hmac.compare_digest(self._sign(path, int(expires)), sig):
-            return None
-        if int(expires) < time.time():
+        if not self._signer.valid(path, expires, sig):
             return None
         try:
             found = self._resolve(path)

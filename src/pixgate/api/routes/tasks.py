@@ -133,6 +133,8 @@ def task_object(
         "webhook": _webhook_json(job.webhook),
         "error": None,
     }
+    if job.waiting is not None:  # queued, and no live worker serves its model
+        task["waiting"] = job.waiting
     if status == "succeeded":
         try:
             images = render_images(app_core, job.result(), fmt, base)
