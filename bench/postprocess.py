@@ -44,14 +44,25 @@ def test_image() -> Image.Image:
     return ImageChops.add(image, grain, scale=1.0, offset=-128)
 
 
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm caches (fonts, label layout)
-    times = []
+def _paired(sides: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+    """Run every side once per round, in turn, `repeat` rounds (after one warm-up round);
+    each side's times in ms. Neighbouring runs share the machine's state of the moment, so
+    per-round ratios cancel the drift that shared CPUs show (30% from one second to the
+    next on the machine this was written on)."""
+    for fn in sides.values():
+        fn()  # warm caches (fonts, label layout)
+    times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        for name, fn in sides.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _ratio(times: dict[str, list[float]], side: str) -> float:
+    """The median over rounds of side / base within the same round."""
+    return statistics.median(t / b for t, b in zip(times[side], times["base"], strict=True))
 
 
 def main() -> None:
@@ -63,7 +74,7 @@ def main() -> None:
     from pixgate.spec.request import GenerationRequest, Watermark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
 
@@ -98,20 +109,18 @@ def main() -> None:
             return run_post(image, r, settings, tools, "bench-0").data
 
         sides = {"base": baseline, "visible": visible, "implicit": implicit, "pixgate": pixgate}
-        rounds: dict[str, list[float]] = {k: [] for k in sides}
-        for _ in range(3):  # alternate rounds so drift hits every side
-            for name, fn in sides.items():
-                rounds[name].append(_median_ms(fn, args.repeat))
-        best = {k: min(v) for k, v in rounds.items()}
-        ratio = best["pixgate"] / best["base"]
+        times = _paired(sides, args.repeat)
+        best = {k: statistics.median(v) for k, v in times.items()}
+        ratio = _ratio(times, "pixgate")
         verdict = "met" if ratio <= target else "missed"
         rows.append(
-            (fmt, best["base"], best["visible"] / best["base"], best["implicit"] / best["base"],
+            (fmt, best["base"], _ratio(times, "visible"), _ratio(times, "implicit"),
              best["pixgate"], ratio, target, verdict)
         )  # fmt: skip
 
     font = find_font(None) or "none (fallback: English)"
-    print(f"{SIZE}x{SIZE} RGB, median of {args.repeat} (best of 3 rounds); label font: {font}")
+    print(f"{SIZE}x{SIZE} RGB, {args.repeat} paired rounds (ratios: median of per-round "
+          f"ratios; times: medians); label font: {font}")  # fmt: skip
     print("visible: explicit label + encode; implicit: encode + TC260 label; pixgate: both")
     if args.markdown:
         print(

@@ -156,19 +156,39 @@ def draw_label(
     base = image.convert("RGB") if image.mode != "RGB" else image.copy()
     if opacity <= 0:
         return base
+    region, layer = _label_layer(
+        base.size, text, position, min(opacity, 1.0), height_ratio, font_path, fallback_text
+    )
+    patch = base.crop(region).convert("RGBA")
+    base.paste(Image.alpha_composite(patch, layer).convert("RGB"), region[:2])
+    return base
+
+
+@lru_cache(maxsize=64)
+def _label_layer(
+    size: tuple[int, int],
+    text: str,
+    position: Position,
+    opacity: float,
+    height_ratio: float,
+    font_path: str | Path | None,
+    fallback_text: str,
+) -> tuple[tuple[int, int, int, int], Image.Image]:
+    """(region of the image, the label drawn on a transparent layer of that region's size):
+    the same for every image of a size, so a batch renders its text once. The layer is
+    only read (composited onto a copy of the region), never changed."""
     box, drawn, font, stroke, origin = _layout(
-        base.size, text, position, height_ratio, font_path, fallback_text
+        size, text, position, height_ratio, font_path, fallback_text
     )
     pad = stroke + 1
     region = (
         max(0, box[0] - pad),
         max(0, box[1] - pad),
-        min(base.width, box[2] + pad),
-        min(base.height, box[3] + pad),
+        min(size[0], box[2] + pad),
+        min(size[1], box[3] + pad),
     )
-    patch = base.crop(region).convert("RGBA")
-    layer = Image.new("RGBA", patch.size, (0, 0, 0, 0))
-    alpha = round(255 * min(opacity, 1.0))
+    layer = Image.new("RGBA", (region[2] - region[0], region[3] - region[1]), (0, 0, 0, 0))
+    alpha = round(255 * opacity)
     ImageDraw.Draw(layer).text(
         (origin[0] - region[0], origin[1] - region[1]),
         drawn,
@@ -177,8 +197,7 @@ def draw_label(
         stroke_width=stroke,
         stroke_fill=(0, 0, 0, alpha),
     )
-    base.paste(Image.alpha_composite(patch, layer).convert("RGB"), region[:2])
-    return base
+    return region, layer
 
 
 def label_text(

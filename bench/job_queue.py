@@ -3,9 +3,9 @@ sync request waits after its job finished in another process, LISTEN/NOTIFY agai
 polling; (c) throughput of one and two workers on the fake backend (PostgreSQL). Each
 compares against a baseline measured in the same run.
 
-    .venv/bin/python bench/queue.py                  # all three
-    .venv/bin/python bench/queue.py --only claim     # or finish, throughput
-    .venv/bin/python bench/queue.py --claims 300 --waits 100 --jobs 120
+    .venv/bin/python bench/job_queue.py                  # all three
+    .venv/bin/python bench/job_queue.py --only claim     # or finish, throughput
+    .venv/bin/python bench/job_queue.py --claims 300 --waits 100 --jobs 120
 
 PostgreSQL is started from Debian's packages (scripts/services installs them) in a
 temporary folder, as the tests do.
@@ -13,20 +13,14 @@ temporary folder, as the tests do.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import random
+import statistics
 import sys
+import tempfile
+import time
 from pathlib import Path
-
-# This file is bench/queue.py: run as a script, its folder leads sys.path and would hide
-# the standard library's `queue` (aiosqlite and others import it).
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
