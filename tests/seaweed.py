@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import _free_port
+from tests.services import _free_port, stop_process
 
 ACCESS_KEY = "pixgate-test-access"
 SECRET_KEY = "pixgate-test-secret-0123456789"
@@ -138,12 +138,7 @@ def seaweed_s3() -> Iterator[S3Server]:
             time.sleep(0.2)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
 

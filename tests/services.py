@@ -117,13 +117,20 @@ def redis_server() -> Iterator[str]:
             time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 async def create_database(server_url: str) -> str:
@@ -138,3 +145,28 @@ async def create_database(server_url: str) -> str:
     finally:
         await conn.close()
     return f"{server_url}/{name}"
+
+
+def wait_healthy(
+    url: str, proc: subprocess.Popen, log: str | None = None, timeout: float = 90
+) -> None:
+    """Poll `url`/healthz until a pixgate process answers 200; fail with the tail of its
+    `log` (a file path) if it exits first or does not answer within `timeout` seconds."""
+    import httpx
+
+    def tail() -> str:
+        if log is None:
+            return ""
+        with open(log, errors="replace") as f:
+            return f.read()[-3000:]
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{url}: the process exited\n{tail()}"
+        try:
+            if httpx.get(url + "/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not become healthy\n{tail()}")

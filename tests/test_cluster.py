@@ -35,7 +35,13 @@ from pixgate.spec.catalog import stable_id
 from tests.conftest import _create_key, free_port
 from tests.images import gradient_png
 from tests.seaweed import seaweed_s3
-from tests.services import create_database, postgres_cluster, redis_server
+from tests.services import (
+    create_database,
+    postgres_cluster,
+    redis_server,
+    stop_process,
+    wait_healthy,
+)
 from tests.volcengine_client import CV, REQ_KEY, SUBMIT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.redis, pytest.mark.s3,
@@ -138,19 +144,6 @@ def _spawn(args: list[str], config: Path, data: Path, log: Path) -> subprocess.P
     )
 
 
-def _wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
-
-
 @contextmanager
 def running_cluster(root: Path) -> Iterator[Cluster]:
     hooks = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
@@ -180,7 +173,7 @@ def running_cluster(root: Path) -> Iterator[Cluster]:
                 proc = _spawn(["serve", "--no-workers", "--port", str(port)], config,
                               root / f"api{i}", log)  # fmt: skip
                 procs.append(proc)
-                _wait_up(f"http://127.0.0.1:{port}", proc, log)
+                wait_healthy(f"http://127.0.0.1:{port}", proc, str(log))
                 apis.append(f"http://127.0.0.1:{port}")
                 api_procs.append(proc)
             workers = [_spawn(["worker"], config, root / f"w{i}", root / f"w{i}.log")
@@ -193,12 +186,9 @@ def running_cluster(root: Path) -> Iterator[Cluster]:
         finally:
             for proc in procs:
                 if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
+                    proc.send_signal(signal.SIGTERM)  # all drain at once, then each is waited
             for proc in procs:
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop_process(proc, timeout=60)
             hooks.shutdown()
 
 

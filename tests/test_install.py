@@ -21,6 +21,7 @@ import pytest
 from pixgate.spec.catalog import ModelSpec
 from pixgate.spec.request import GenerationRequest
 from tests.conftest import GENERATIONS, free_port
+from tests.services import wait_healthy
 
 ENGINE = ("torch", "diffusers", "transformers", "accelerate", "peft", "torchsde", "safetensors")
 API_NODE_RSS_LIMIT = 150 * 1024 * 1024
@@ -58,19 +59,6 @@ assert not loaded, loaded
     assert result.returncode == 0, result.stderr
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        try:
-            if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("API node did not become healthy")
-
-
 @pytest.mark.slow
 def test_api_only_node_is_torch_free_and_small(tmp_path):
     """`pixgate serve --no-workers` answers, admits a task, and neither maps torch's native
@@ -97,7 +85,7 @@ def test_api_only_node_is_torch_free_and_small(tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, proc)
+        wait_healthy(url, proc, str(tmp_path / "serve.log"))
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as c:
             models = c.get("/v1/models")
             assert models.status_code == 200

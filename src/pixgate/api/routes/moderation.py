@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
+from pixgate.accounts.moderation import RefusalView
 from pixgate.api.deps import admin, core
 from pixgate.api.schemas import ListOf, documented
 from pixgate.errors import invalid
@@ -18,20 +19,8 @@ from pixgate.errors import invalid
 router = APIRouter(prefix="/admin/moderation", tags=["admin"], dependencies=[Depends(admin)])
 
 
-class RefusalInfo(BaseModel):
-    id: int
-    created_at: datetime
-    key_id: str | None
-    user_id: str | None
-    dialect: str
-    field: str
-    term: str | None
-    score: float | None
-    job_id: str | None
-
-
 class RefusalList(ListOf):
-    data: list[RefusalInfo]
+    data: list[RefusalView]  # the domain's own record: one shape for the log and the API
 
 
 class Reloaded(BaseModel):
