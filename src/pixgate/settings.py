@@ -217,6 +217,17 @@ class Settings(BaseSettings, ContentSettings):
     unauthenticated_per_ip_per_minute: int | None = Field(
         default=30, ge=1, description="Failed-auth requests an IP may make per minute."
     )
+    console_signup: bool = Field(
+        default=True, description="Let anyone create an account in the web console."
+    )
+    console_session_hours: float = Field(
+        default=24 * 7, gt=0, description="A console login lasts this long after its last use."
+    )
+    console_session_max_days: float = Field(
+        default=30, gt=0, description="A console login ends this long after it began, used or not."
+    )
+    console_login_per_ip_per_minute: int = Field(default=10, ge=1)
+    console_login_per_account_per_minute: int = Field(default=5, ge=1)
     master_key: str | None = Field(
         default=None,
         description="Fernet key that encrypts key signing secrets; default: generated in the "

@@ -109,5 +109,31 @@ class RateLimiter:
         if self.ip_item is not None and ip:
             await self._allowed(self.limiter.hit(self.ip_item, "ip", ip))
 
+    async def check_login(
+        self, ip: str | None, account: str, per_ip: int, per_account: int
+    ) -> None:
+        """Before checking a console password: 429 when this IP or this login name (whether
+        or not such an account exists) has failed too often in the last minute."""
+        for item, what, ids in _login_items(ip, account, per_ip, per_account):
+            if not await self._allowed(self.limiter.test(item, *ids)):
+                raise await self._refusal(item, what, *ids)
+
+    async def failed_login(
+        self, ip: str | None, account: str, per_ip: int, per_account: int
+    ) -> None:
+        for item, _, ids in _login_items(ip, account, per_ip, per_account):
+            await self._allowed(self.limiter.hit(item, *ids))
+
     async def reset(self) -> None:
         await self.storage.reset()
+
+
+def _login_items(
+    ip: str | None, account: str, per_ip: int, per_account: int
+) -> list[tuple[RateLimitItem, str, tuple[str, ...]]]:
+    items = [
+        (RateLimitItemPerMinute(per_account), "failed logins per account", ("login-a", account))
+    ]
+    if ip:
+        items.append((RateLimitItemPerMinute(per_ip), "failed logins per IP", ("login-ip", ip)))
+    return items

@@ -24,6 +24,8 @@ class NewUser:
     role: str = "user"
     plan: str = "free"
     grant_minor: int = 0
+    email: str | None = None  # the console's login (lower-case), unique
+    password_hash: str | None = None  # accounts.passwords.hash_password; None: API-only
 
 
 async def create_user(db: Database, new: NewUser, actor: str | None = None) -> User:
@@ -39,6 +41,8 @@ async def create_user(db: Database, new: NewUser, actor: str | None = None) -> U
         balance_minor=0,
         enabled=True,
         created_at=utcnow(),
+        email=new.email,
+        password_hash=new.password_hash,
     )
     try:
         async with db.write() as s:

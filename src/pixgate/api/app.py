@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixgate import __version__
-from pixgate.api import docs
+from pixgate.api import console, docs
 from pixgate.api.cors import PathCORSMiddleware
 from pixgate.api.deps import language, request_id
 from pixgate.api.dialects import aichat, openai, openai_edits, volcengine, yuecheng
@@ -130,6 +130,7 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
     app.include_router(labels.router)
     app.include_router(files.router)
     app.include_router(ops.router)
+    console.install(app)  # /console: pages, static files, security headers
     app.add_middleware(RequestContextMiddleware, metrics=core.metrics, on_crash=_crash_response)
     # Outermost, so even a crash's 500 carries the CORS headers browsers need to read it.
     app.add_middleware(

@@ -147,14 +147,22 @@ class Identity:
         return self._settings.free_grant_images * price
 
     async def create_user(
-        self, name: str, role: str = "user", plan: str | None = None, actor: str | None = None
+        self,
+        name: str,
+        role: str = "user",
+        plan: str | None = None,
+        actor: str | None = None,
+        *,
+        email: str | None = None,
+        password_hash: str | None = None,
     ) -> User:
+        """A new user on `plan` (default: the deployment's) with the free grant; the
+        console's sign-up passes its login (email, password hash) too."""
         plan = plan or self._settings.default_plan
         if plan not in self._settings.plans:
             raise ValueError(f"plan must be one of {', '.join(self._settings.plans)}")
-        return await users.create_user(
-            self._db, users.NewUser(name, role, plan, self.new_user_grant()), actor
-        )
+        new = users.NewUser(name, role, plan, self.new_user_grant(), email, password_hash)
+        return await users.create_user(self._db, new, actor)
 
     # --- the owner's view ----------------------------------------------------------------
     def _price(self, spec: ModelSpec) -> int:

@@ -26,6 +26,7 @@ from pixgate.backends import check_catalog
 from pixgate.core.admin import Administration
 from pixgate.core.admission import AdmissionDesk
 from pixgate.core.channels import Channels
+from pixgate.core.console import Console
 from pixgate.core.fleet import Fleet
 from pixgate.core.identity import Identity, SignedCaller
 from pixgate.core.moderation import Moderation
@@ -113,6 +114,9 @@ class Pixgate:
             lambda: self.worker is not None,
         )
         self.admin = Administration(self.db, self.catalog, self.queue, self.box, self.identity)
+        self.console = Console(
+            settings, self.catalog, self.db, self.queue, self.limiter, self.identity, self.admin
+        )
         self.channels = Channels(settings, self.catalog, self.db)
         self.fleet = Fleet(settings, self.db)
 
