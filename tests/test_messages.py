@@ -45,6 +45,10 @@ RAISED: dict[str, tuple[str | None, dict]] = {
     "too_many_in_flight": (None, {"limit": 2, "plan": "free"}),
     "code_invalid": ("code", {}),
     "code_redeemed": ("code", {}),
+    "idempotency_conflict": (
+        "Idempotency-Key",
+        {"key": "pay-17", "amount": "12.5", "user": "alice"},
+    ),
     "user_exists": (None, {"name": "alice"}),
     "user_not_found": (None, {"user": "bob"}),
     "key_not_found": (None, {"key": "sk-abc"}),

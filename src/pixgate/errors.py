@@ -139,6 +139,13 @@ _MESSAGES: dict[str, tuple[int, str, str]] = {
     ),
     "code_invalid": (400, "This redemption code does not exist.", "兑换码不存在。"),
     "code_redeemed": (409, "This redemption code has already been used.", "兑换码已被使用。"),
+    "idempotency_conflict": (
+        409,
+        "Idempotency-Key '{key}' was already used for a top-up of {amount} to user '{user}'; "
+        "a retry must repeat that request, a new payment needs a new key.",
+        "Idempotency-Key '{key}' 已用于向用户 '{user}' 充值 {amount};"
+        "重试须与原请求一致,新的付款请使用新的 key。",
+    ),
     "user_exists": (409, "A user named '{name}' already exists.", "用户 '{name}' 已存在。"),
     "user_not_found": (404, "No user '{user}'.", "用户 '{user}' 不存在。"),
     "key_not_found": (404, "No API key '{key}'.", "API 密钥 '{key}' 不存在。"),

@@ -209,6 +209,11 @@ class Settings(BaseSettings, ContentSettings):
         "model's price, or at the cheapest priced model's when the default is free (demo).",
     )
     default_plan: str = "free"
+    paid_plan: str = Field(
+        default="paid",
+        description="Where a top-up or redemption moves a user on default_plan (seed 003: "
+        "paying users are not held to it); unset and not in plans: nobody moves.",
+    )
     plans: dict[str, Plan] = Field(default_factory=default_plans)
     redis_url: str | None = Field(
         default=None, description="redis://... for rate limits shared by all API nodes."
@@ -311,9 +316,12 @@ class Settings(BaseSettings, ContentSettings):
 
     @model_validator(mode="after")
     def _known_plan(self) -> Settings:
-        if self.default_plan not in self.plans:
-            known = ", ".join(self.plans)
-            raise ValueError(f"default_plan {self.default_plan!r} is not one of plans: {known}")
+        named = [("default_plan", self.default_plan)]
+        if "paid_plan" in self.model_fields_set:  # else plans without "paid" keep working
+            named.append(("paid_plan", self.paid_plan))
+        for field, plan in named:
+            if plan not in self.plans:
+                raise ValueError(f"{field} {plan!r} is not one of plans: {', '.join(self.plans)}")
         return self
 
     @property

@@ -38,6 +38,7 @@ async def post(
     reason: str | None = None,
     actor: str | None = None,
     require_funds: bool = False,
+    idempotency_key: str | None = None,
 ) -> int | None:
     """Move `amount_minor` (signed) on the user's balance and append its ledger row.
 
@@ -52,9 +53,10 @@ async def post(
     if balance is None:
         return None
     conn = await session.connection()
-    await conn.execute(
-        insert(_ledger), _entry(user_id, kind, amount_minor, job_id, key_id, reason, actor)
-    )
+    row = _entry(user_id, kind, amount_minor, job_id, key_id, reason, actor)
+    if idempotency_key is not None:  # unique: a second entry with it fails the transaction
+        row["idempotency_key"] = idempotency_key
+    await conn.execute(insert(_ledger), row)
     return balance
 
 

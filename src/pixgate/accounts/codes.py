@@ -10,7 +10,7 @@ import uuid
 
 from sqlalchemy import insert, update
 
-from pixgate.accounts import billing
+from pixgate.accounts import billing, users
 from pixgate.db import Database, RedemptionCode, utcnow
 from pixgate.errors import PixgateError
 from pixgate.money import check_amount
@@ -56,8 +56,11 @@ async def mint(db: Database, count: int, value_minor: int, actor: str) -> tuple[
     return batch, codes
 
 
-async def redeem(db: Database, user_id: str, code: str) -> tuple[int, int]:
-    """Credit the code's value to the user once. Returns (value, new balance).
+async def redeem(
+    db: Database, user_id: str, code: str, move: users.PlanMove | None = None
+) -> tuple[int, int]:
+    """Credit the code's value to the user once, moving them to the paid plan (`move`).
+    Returns (value, new balance).
 
     The code is claimed by a conditional UPDATE in the same transaction as the credit, so
     two concurrent redemptions credit once and the other gets 409.
@@ -83,4 +86,5 @@ async def redeem(db: Database, user_id: str, code: str) -> tuple[int, int]:
         )
         if balance is None:  # raising rolls the claim back: the code stays unused
             raise billing.balance_ceiling("code")
+        await users.move_to_paid(s, user_id, move)
     return value, balance

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pixgate.accounts import billing
 from pixgate.db import Database, LedgerEntry, User, utcnow
@@ -16,6 +17,25 @@ from pixgate.money import check_amount
 
 ROLES = ("user", "admin")
 CREDIT_KINDS = ("grant", "topup", "adjust")
+
+
+@dataclass(frozen=True)
+class PlanMove:
+    """seed 003: a user who pays (a top-up, a redemption) leaves the default plan, whose
+    limits are the free tier's, for the operator's paid plan."""
+
+    default: str
+    paid: str
+
+
+async def move_to_paid(session: AsyncSession, user_id: str, move: PlanMove | None) -> None:
+    """In the caller's transaction: the user's plan becomes `move.paid` if it is
+    `move.default` (a plan an admin chose stays)."""
+    if move is None or move.default == move.paid:
+        return
+    await session.execute(
+        update(User).where(User.id == user_id, User.plan == move.default).values(plan=move.paid)
+    )
 
 
 @dataclass(frozen=True)
@@ -103,9 +123,16 @@ async def update_user(
 
 
 async def credit(
-    db: Database, name_or_id: str, amount_minor: int, kind: str, reason: str, actor: str
+    db: Database,
+    name_or_id: str,
+    amount_minor: int,
+    kind: str,
+    reason: str,
+    actor: str,
+    move: PlanMove | None = None,
 ) -> int:
-    """Grant, top up or adjust (may be negative, never below zero). Returns the balance."""
+    """Grant, top up or adjust (may be negative, never below zero). Returns the balance.
+    A top-up moves the user to the paid plan (`move`)."""
     if kind not in CREDIT_KINDS:
         raise ValueError(f"kind must be one of {', '.join(CREDIT_KINDS)}")
     check_amount(amount_minor, "amount", negative=kind == "adjust")
@@ -118,6 +145,8 @@ async def credit(
         balance = await billing.post(
             s, user.id, amount_minor, kind, reason=reason, actor=actor, require_funds=True
         )
+        if balance is not None and kind == "topup":
+            await move_to_paid(s, user.id, move)
     if balance is None and amount_minor > 0:
         raise billing.balance_ceiling("amount")
     if balance is None:

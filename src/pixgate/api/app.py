@@ -28,6 +28,7 @@ from pixgate.api.routes import (
     moderation,
     ops,
     tasks,
+    topups,
     workers,
 )
 from pixgate.core.service import Pixgate
@@ -124,6 +125,7 @@ def create_app(settings: Settings, start_core: bool = True) -> FastAPI:
     app.include_router(account.router)
     app.include_router(tasks.router)
     app.include_router(admin.router)
+    app.include_router(topups.router)
     app.include_router(channels.router)
     app.include_router(moderation.router)
     app.include_router(workers.router)

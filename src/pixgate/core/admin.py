@@ -3,7 +3,7 @@ audit. The admin API calls these; each refusal is a PixgateError naming the fiel
 
 from __future__ import annotations
 
-from pixgate.accounts import audit, codes, keys, users
+from pixgate.accounts import audit, codes, keys, topups, users
 from pixgate.accounts.secrets import SecretBox
 from pixgate.core.identity import Identity
 from pixgate.core.views import LedgerView, TaskView, ledger_view, task_view
@@ -54,9 +54,25 @@ class Administration:
     async def credit(self, user: str, amount_minor: int, kind: str, reason: str, actor: str) -> int:
         """Grant, top up or adjust a user's credit; returns the new balance."""
         try:
-            return await users.credit(self._db, user, amount_minor, kind, reason, actor)
+            return await users.credit(
+                self._db, user, amount_minor, kind, reason, actor, self._identity.plan_move()
+            )
         except ValueError as exc:
             raise invalid("amount", str(exc)) from exc
+
+    async def top_up(
+        self, user: str, amount_minor: int, idempotency_key: str, reason: str, actor: str
+    ) -> topups.TopUp:
+        """The payment system's top-up: credited once per Idempotency-Key."""
+        return await topups.top_up(
+            self._db,
+            user,
+            amount_minor,
+            idempotency_key,
+            reason,
+            actor=actor,
+            move=self._identity.plan_move(),
+        )
 
     async def ledger(self, user: str | None, limit: int) -> list[LedgerView]:
         user_id = await users.user_filter(self._db, user)

@@ -191,7 +191,7 @@ class Console:
 
     async def redeem(self, user: User, code: str) -> tuple[int, int]:
         """(credited, new balance), in minor units."""
-        return await codes.redeem(self._db, user.id, code)
+        return await codes.redeem(self._db, user.id, code, self._identity.plan_move())
 
     async def ledger(self, user: User, limit: int = 200) -> list[LedgerView]:
         return [ledger_view(e) for e in await users.ledger(self._db, user.id, limit)]

@@ -130,6 +130,14 @@ class Identity:
         name = user.plan if user.plan in plans else self._settings.default_plan
         return name, plans[name]
 
+    def plan_move(self) -> users.PlanMove | None:
+        """Where paying moves a user on the default plan; None when `paid_plan` is not a
+        configured plan (a deployment whose plans have no `paid` and that set none)."""
+        paid = self._settings.paid_plan
+        if paid not in self._settings.plans:
+            return None
+        return users.PlanMove(self._settings.default_plan, paid)
+
     def check_plan(self, plan: str | None) -> None:
         """A 400 naming `plan` unless it is configured (None: keep the current one)."""
         if plan is not None and plan not in self._settings.plans:
@@ -202,5 +210,5 @@ class Identity:
         return UsageReport(self._settings.currency, rows)
 
     async def redeem(self, caller: Caller, code: str) -> Redemption:
-        value, balance = await codes.redeem(self._db, caller.user.id, code)
+        value, balance = await codes.redeem(self._db, caller.user.id, code, self.plan_move())
         return Redemption(self._settings.currency, value, balance)

@@ -76,6 +76,8 @@ class LedgerEntry(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # A top-up's Idempotency-Key: unique, so a retried payment notification credits once.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, index=True)
 
 
 class RedemptionCode(Base):
