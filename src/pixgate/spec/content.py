@@ -5,10 +5,10 @@ settings, the worker and processing share them."""
 from __future__ import annotations
 
 import os
-import re
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from pixgate.spec.fields import ENV_NAME, http_base
 
 
 class UpscalerSpec(BaseModel):
@@ -108,20 +108,12 @@ class RewriterSpec(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
-            raise ValueError(f"base_url must be an http(s) URL, not {value!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("base_url must not have a query or fragment")
-        return value
+        return http_base("base_url", value)
 
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        if value is not None and not ENV_NAME.fullmatch(value):
             raise ValueError(f"api_key_env must be an environment variable name, not {value!r}")
         return value
 

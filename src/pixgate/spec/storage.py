@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _http_base(field: str, value: str | None) -> str | None:
-    """`value` as an http(s) base URL without a trailing slash, query or fragment."""
-    if value is None:
-        return None
-    value = value.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
-        raise ValueError(f"{field} must be an http(s) URL, not {value!r}")
-    if parts.query or parts.fragment:
-        raise ValueError(f"{field} must not have a query or fragment")
-    return value
+from pixgate.spec.fields import ENV_NAME, http_base
 
 
 class StorageSpec(BaseModel):
@@ -68,12 +53,12 @@ class StorageSpec(BaseModel):
     @field_validator("endpoint_url")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        return _http_base("[storage] endpoint_url", value)
+        return http_base("[storage] endpoint_url", value)
 
     @field_validator("public_url")
     @classmethod
     def _public(cls, value: str | None) -> str | None:
-        return _http_base("[storage] public_url", value)
+        return http_base("[storage] public_url", value)
 
     @field_validator("prefix")
     @classmethod
@@ -86,7 +71,7 @@ class StorageSpec(BaseModel):
     @field_validator("access_key_env", "secret_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.fullmatch(value):
+        if value is not None and not ENV_NAME.fullmatch(value):
             raise ValueError(f"must be an environment variable name, not {value!r}")
         return value
 
